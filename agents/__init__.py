@@ -1,0 +1,30 @@
+"""Agent roles and the model layer. Never imports ``coordinator``.
+
+Built-in roles: reviewer, test_writer, doc_generator, merger, router, validator. Importing this
+package registers them (and their Celery tasks ``agents.<role>``).
+"""
+
+from agents import doc_generator, merger, reviewer, router, test_writer, validator
+from agents.base import AgentRole, agent, get_role, known_roles, load_agent_modules
+from agents.context import StepContext
+from agents.llm import ChatModel, Completion, Message, model_for, register_backend
+from agents.offline import OfflineModel, offline_skill
+
+# The role modules are imported for their registrations.
+_BUILT_IN_ROLES = (doc_generator, merger, reviewer, router, test_writer, validator)
+
+__all__ = [
+    "AgentRole",
+    "ChatModel",
+    "Completion",
+    "Message",
+    "OfflineModel",
+    "StepContext",
+    "agent",
+    "get_role",
+    "known_roles",
+    "load_agent_modules",
+    "model_for",
+    "offline_skill",
+    "register_backend",
+]

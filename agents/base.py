@@ -1,0 +1,105 @@
+"""The ``@agent`` decorator: a plain function becomes a role with its own Celery task and queue.
+
+    from agents import agent, StepContext
+
+    @agent("summarizer")
+    def summarize(ctx: StepContext) -> dict:
+        return {"summary": ctx.input["text"][:100]}
+
+registers the role ``summarizer`` and the task ``agents.summarizer``, routed to the queue
+``summarizer``; ``celery -A proj worker -Q summarizer`` runs it once the module is listed in
+``AGENTCHORD_AGENT_MODULES``. The function stays callable and testable without Celery.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from celery import Task
+
+from proj.celery import app
+from proj.errors import ConfigurationError
+from proj.queues import COORDINATOR_QUEUE, agent_task_name
+
+AgentFunction = Callable[..., Any]
+F = TypeVar("F", bound=AgentFunction)
+
+_ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class AgentRole:
+    name: str
+    function: AgentFunction
+    task_name: str
+
+
+_ROLES: dict[str, AgentRole] = {}
+
+
+def agent(role: str) -> Callable[[F], F]:
+    """Register ``function(ctx: StepContext) -> BaseModel | dict`` as the agent role ``role``."""
+    if not _ROLE_NAME.match(role) or role == COORDINATOR_QUEUE:
+        raise ConfigurationError(
+            f"invalid agent role name {role!r}: use lower-case letters, digits and underscores, "
+            f"starting with a letter (it becomes a queue name), and not {COORDINATOR_QUEUE!r}"
+        )
+
+    def register(function: F) -> F:
+        existing = _ROLES.get(role)
+        if existing is not None and _qualname(existing.function) != _qualname(function):
+            raise ConfigurationError(
+                f"agent role {role!r} is defined twice: {_qualname(existing.function)} and "
+                f"{_qualname(function)}"
+            )
+        entry = AgentRole(role, function, agent_task_name(role))
+        _ROLES[role] = entry
+        _make_task(entry)
+        return function
+
+    return register
+
+
+def _qualname(function: AgentFunction) -> str:
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def _make_task(entry: AgentRole) -> None:
+    from agents.runtime import execute_step
+
+    def run_agent_step(task: Task, run_id: str, step: str) -> dict[str, Any]:
+        return execute_step(task, entry, run_id, step)
+
+    run_agent_step.__name__ = f"{entry.name}_step"
+    app.task(
+        name=entry.task_name,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        # Retries are only used to wait for another delivery holding the step's lease.
+        max_retries=None,
+    )(run_agent_step)
+
+
+def known_roles() -> list[str]:
+    """The registered role names, sorted."""
+    return sorted(_ROLES)
+
+
+def get_role(name: str) -> AgentRole | None:
+    return _ROLES.get(name)
+
+
+def load_agent_modules(modules: tuple[str, ...] | list[str]) -> None:
+    """Import user modules that define roles (``AGENTCHORD_AGENT_MODULES``)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"cannot import agent module {module!r} listed in AGENTCHORD_AGENT_MODULES: {exc}"
+            ) from exc

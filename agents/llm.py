@@ -1,0 +1,120 @@
+"""The model interface: messages in; text, token counts and latency out.
+
+One small protocol (:class:`ChatModel`) that every backend implements, and a
+:class:`MeteredModel` wrapper that adds each call's usage to the running step's meter, so
+backends never have to remember to report tokens. Real HTTP backends arrive in a later issue;
+provider errors will be translated here, and only here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from proj.errors import ConfigurationError
+from proj.settings import Settings
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+    @classmethod
+    def system(cls, content: str) -> Message:
+        return cls(role="system", content=content)
+
+    @classmethod
+    def user(cls, content: str) -> Message:
+        return cls(role="user", content=content)
+
+
+class Completion(BaseModel):
+    """One model call's answer and what it cost."""
+
+    text: str
+    model: str
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    latency_s: float = Field(ge=0)
+
+
+class ChatModel(Protocol):
+    """What every backend implements."""
+
+    name: str
+
+    def complete(
+        self, messages: list[Message], *, task: str | None = None, json_schema: dict[str, Any] | None = None
+    ) -> Completion:
+        """Answer ``messages``. ``task`` names the role asking (a hint, e.g. for the offline
+        backend); ``json_schema`` asks for a JSON answer of that shape where the backend can."""
+        ...
+
+
+class UsageMeter:
+    """Model usage of one step execution."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.latency_s = 0.0
+
+    def add(self, completion: Completion) -> None:
+        self.calls += 1
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        self.latency_s += completion.latency_s
+
+
+class MeteredModel:
+    """Wraps a backend and adds each completion's usage to ``meter``."""
+
+    def __init__(self, backend: ChatModel, meter: UsageMeter) -> None:
+        self.backend = backend
+        self.meter = meter
+        self.name = backend.name
+
+    def complete(
+        self, messages: list[Message], *, task: str | None = None, json_schema: dict[str, Any] | None = None
+    ) -> Completion:
+        completion = self.backend.complete(messages, task=task, json_schema=json_schema)
+        self.meter.add(completion)
+        return completion
+
+
+BackendFactory = Callable[[Settings], ChatModel]
+_BACKENDS: dict[str, BackendFactory] = {}
+_lock = threading.Lock()
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Make ``AGENTCHORD_LLM_BACKEND=name`` build its model with ``factory(settings)``."""
+    _BACKENDS[name] = factory
+
+
+def model_for(settings: Settings) -> ChatModel:
+    """The configured backend, built once per settings object."""
+    with _lock:
+        cached = _built.get(settings)
+        if cached is None:
+            factory = _BACKENDS.get(settings.llm_backend)
+            if factory is None:
+                known = ", ".join(sorted(_BACKENDS))
+                raise ConfigurationError(
+                    f"unknown model backend {settings.llm_backend!r} (AGENTCHORD_LLM_BACKEND); "
+                    f"known: {known}"
+                )
+            cached = _built[settings] = factory(settings)
+        return cached
+
+
+_built: dict[Settings, ChatModel] = {}
+
+
+def count_tokens(text: str) -> int:
+    """Approximate token count (whitespace-separated words) for backends without a tokenizer."""
+    return len(text.split())

@@ -1,0 +1,53 @@
+"""The merger role: decides merge or request-changes from the tests and docs it depends on."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel
+
+from agents.base import agent
+from agents.context import StepContext
+from agents.llm import Message
+from agents.offline import last_user_json, offline_skill
+
+PROMPT = "You decide whether a change can merge, given its tests and docs. Answer JSON."
+
+
+class MergeOutput(BaseModel):
+    decision: Literal["merge", "request_changes"]
+    reasons: list[str]
+    summary: str
+
+
+@offline_skill("merger")
+def merge_offline(messages: list[Message]) -> MergeOutput:
+    context = last_user_json(messages)
+    tests = context.get("tests", {})
+    docs = context.get("docs", {})
+    reasons = [f"blocking: {item}" for item in tests.get("blocking", [])]
+    reasons += [f"undocumented: {name}" for name in docs.get("undocumented", [])]
+    blocked = bool(tests.get("blocking"))
+    summary = (
+        f"{len(tests.get('tests', []))} test(s) written, {len(docs.get('documented', []))} function(s) "
+        f"documented; {'changes requested' if blocked else 'ready to merge'}"
+    )
+    return MergeOutput(decision="request_changes" if blocked else "merge", reasons=reasons, summary=summary)
+
+
+@agent("merger")
+def merge(ctx: StepContext) -> MergeOutput:
+    """Merge decision over the outputs of the steps this one depends on."""
+    # Find the tests and docs among the dependencies by shape, whatever the steps are called.
+    outputs = list(ctx.dependencies.values())
+    context = {
+        "tests": next((o for o in outputs if isinstance(o, dict) and "tests" in o), {}),
+        "docs": next((o for o in outputs if isinstance(o, dict) and "markdown" in o), {}),
+    }
+    reply = ctx.model.complete(
+        [Message.system(PROMPT), Message.user(json.dumps(context))],
+        task="merger",
+        json_schema=MergeOutput.model_json_schema(),
+    )
+    return MergeOutput.model_validate_json(reply.text)

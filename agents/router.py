@@ -1,0 +1,48 @@
+"""The router role: classifies the input into one of the routes its step declares.
+
+Step params: ``routes: {name: [keyword, ...]}`` and optional ``default``. The answer carries a
+one-line hint for the chosen worker, never a paraphrase of the input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic import BaseModel, Field
+
+from agents.base import agent
+from agents.context import StepContext
+from agents.llm import Message
+from agents.offline import last_user_json, offline_skill
+
+PROMPT = "Classify the request into exactly one of the given routes. Answer JSON."
+
+
+class RouteOutput(BaseModel):
+    route: str
+    confidence: float = Field(ge=0, le=1)
+    hint: str
+
+
+@offline_skill("router")
+def route_offline(messages: list[Message]) -> RouteOutput:
+    context = last_user_json(messages)
+    words = re.findall(r"[a-z0-9_]+", str(context.get("text", "")).lower())
+    routes: dict[str, list[str]] = context.get("routes", {})
+    scores = {name: sum(words.count(k.lower()) for k in keywords) for name, keywords in routes.items()}
+    total = sum(scores.values())
+    if total == 0:
+        default = context.get("default") or next(iter(routes), "default")
+        return RouteOutput(route=default, confidence=0.0, hint="no route keyword matched")
+    best = max(sorted(scores), key=lambda name: scores[name])
+    return RouteOutput(route=best, confidence=round(scores[best] / total, 3), hint=f"matched {scores[best]} keyword(s) of {best!r}")
+
+
+@agent("router")
+def route(ctx: StepContext) -> RouteOutput:
+    """Route ``input.text`` (or the whole input) to one of ``params.routes``."""
+    text = ctx.input.get("text") or json.dumps(ctx.input)
+    context = {"text": text, "routes": ctx.params.get("routes", {}), "default": ctx.params.get("default")}
+    reply = ctx.model.complete([Message.system(PROMPT), Message.user(json.dumps(context))], task="router")
+    return RouteOutput.model_validate_json(reply.text)

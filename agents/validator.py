@@ -1,0 +1,54 @@
+"""The validator role: PASS/FAIL critique of the outputs it depends on (never a regeneration).
+
+Step params: ``required`` (keys each checked output must have, non-empty) and
+``min_confidence`` (checked where an output reports ``confidence``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from agents.base import agent
+from agents.context import StepContext
+from agents.llm import Message
+from agents.offline import last_user_json, offline_skill
+
+PROMPT = "Check each output against the criteria. Answer PASS or FAIL with the concrete issues."
+
+
+class ValidationOutput(BaseModel):
+    verdict: Literal["PASS", "FAIL"]
+    issues: list[str]
+
+
+@offline_skill("validator")
+def validate_offline(messages: list[Message]) -> ValidationOutput:
+    context = last_user_json(messages)
+    required: list[str] = context.get("required", [])
+    min_confidence = float(context.get("min_confidence", 0.0))
+    issues: list[str] = []
+    outputs: dict[str, Any] = context.get("outputs", {})
+    for step, output in sorted(outputs.items()):
+        if not isinstance(output, dict):
+            issues.append(f"{step}: output is not an object")
+            continue
+        issues += [f"{step}: missing or empty {key!r}" for key in required if not output.get(key)]
+        confidence = output.get("confidence")
+        if isinstance(confidence, int | float) and confidence < min_confidence:
+            issues.append(f"{step}: confidence {confidence} below {min_confidence}")
+    return ValidationOutput(verdict="FAIL" if issues else "PASS", issues=issues)
+
+
+@agent("validator")
+def validate(ctx: StepContext) -> ValidationOutput:
+    """Validate the outputs of the steps this one depends on."""
+    context = {
+        "outputs": ctx.dependencies,
+        "required": ctx.params.get("required", []),
+        "min_confidence": ctx.params.get("min_confidence", 0.0),
+    }
+    reply = ctx.model.complete([Message.system(PROMPT), Message.user(json.dumps(context))], task="validator")
+    return ValidationOutput.model_validate_json(reply.text)

@@ -1,0 +1,86 @@
+"""Spec -> plan -> Celery canvas. Pure: no I/O, unit-testable.
+
+When steps become ready, each *join group* is dispatched as one canvas: a single step as a chain
+into the coordinator callback, several as a chord whose body is the callback. Steps are grouped
+when they feed a common downstream step (so the chord's one callback sees them all finish);
+unrelated ready steps get their own chains, so a fast branch never waits on a slow one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from celery import Celery, chain, chord, group
+from celery.canvas import Signature
+
+from coordinator.specs import Workflow
+from proj.queues import agent_task_name
+
+ADVANCE_TASK = "coordinator.advance"
+
+StepPlan = dict[str, Any]  # {"agent": str, "after": [str], "params": {...}}
+
+
+def step_plans(workflow: Workflow) -> dict[str, str]:
+    """Each step's plan as JSON, stored once per run for agents and callbacks to read."""
+    return {
+        step.name: json.dumps({"agent": step.agent, "after": step.after, "params": step.params})
+        for step in workflow.steps
+    }
+
+
+def ready_steps(plan: dict[str, StepPlan], done: set[str], dispatched: set[str]) -> list[str]:
+    """Steps not yet dispatched whose dependencies have all stored results."""
+    return [
+        name
+        for name, step in plan.items()
+        if name not in dispatched and all(dep in done for dep in step["after"])
+    ]
+
+
+def join_groups(steps: list[str], plan: dict[str, StepPlan]) -> list[list[str]]:
+    """Partition ``steps`` into groups that share a downstream step (connected components)."""
+    parent = {name: name for name in steps}
+
+    def find(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for step in plan.values():
+        members = [dep for dep in step["after"] if dep in parent]
+        for other in members[1:]:
+            parent[find(other)] = find(members[0])
+    groups: dict[str, list[str]] = {}
+    for name in steps:
+        groups.setdefault(find(name), []).append(name)
+    return list(groups.values())
+
+
+def step_task_id(run_id: str, step: str) -> str:
+    """A deterministic Celery task id: readable in Flower and revocable without a lookup."""
+    return f"{run_id}.{step}"
+
+
+def agent_signature(app: Celery, run_id: str, step: str, plan: dict[str, StepPlan]) -> Signature:
+    return app.signature(
+        agent_task_name(plan[step]["agent"]),
+        kwargs={"run_id": run_id, "step": step},
+        task_id=step_task_id(run_id, step),
+        immutable=True,
+    )
+
+
+def advance_signature(app: Celery, run_id: str) -> Signature:
+    return app.signature(ADVANCE_TASK, kwargs={"run_id": run_id})
+
+
+def canvas_for(app: Celery, run_id: str, steps: list[str], plan: dict[str, StepPlan]) -> Signature:
+    """One join group as a chain (one step) or a chord (several) into the callback."""
+    agents = [agent_signature(app, run_id, step, plan) for step in steps]
+    callback = advance_signature(app, run_id)
+    if len(agents) == 1:
+        return chain(agents[0], callback)
+    return chord(group(agents), callback)

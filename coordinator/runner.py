@@ -1,0 +1,177 @@
+"""Start runs and follow them from any process sharing the Redis: the module callers need.
+
+    from coordinator import start, get_run, builtin_workflow
+    run = start(builtin_workflow("code_review"), input={"diff": "..."}, idempotency_key="pr-42")
+    results = run.wait(timeout=30)      # {"review": {...}, "tests": {...}, ...}
+    get_run(run.id).status().state      # "succeeded"
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from pydantic import BaseModel
+
+import agents
+from coordinator.callbacks import dispatch_ready
+from coordinator.compile import step_plans, step_task_id
+from coordinator.specs import Workflow, resolve_workflow
+from coordinator.timing import RunTimings, compute_timings
+from proj.celery import app, current_settings
+from proj.errors import InvalidInputError, RunFailedError, RunNotFoundError, RunTimeoutError
+from proj.registry import TERMINAL_STATES, Event, Registry, registry_for
+from proj.settings import Settings
+
+
+class StepStatus(BaseModel):
+    state: str
+    agent: str
+    worker: str | None = None
+    error: str | None = None
+    body_runs: int = 0
+
+
+class RunStatus(BaseModel):
+    id: str
+    workflow: str
+    state: str
+    created_at: float
+    finished_at: float | None = None
+    error: str | None = None
+    steps: dict[str, StepStatus]
+
+
+class Run:
+    """A handle on a run; holds only its id and a registry connection."""
+
+    def __init__(self, run_id: str, registry: Registry) -> None:
+        self.id = run_id
+        self._registry = registry
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r})"
+
+    def _record(self) -> dict[str, str]:
+        record = self._registry.run_record(self.id)
+        if not record:
+            raise RunNotFoundError(self.id)
+        return record
+
+    def plan(self) -> dict[str, dict[str, Any]]:
+        return self._registry.snapshot(self.id).plan
+
+    def status(self) -> RunStatus:
+        record = self._record()
+        plan = self.plan()
+        records = self._registry.step_records(self.id)
+        steps = {
+            name: StepStatus(
+                state=records.get(name, {}).get("state", "pending"),
+                agent=str(step["agent"]),
+                worker=records.get(name, {}).get("worker"),
+                error=records.get(name, {}).get("error"),
+                body_runs=int(records.get(name, {}).get("body_runs", 0)),
+            )
+            for name, step in plan.items()
+        }
+        return RunStatus(
+            id=self.id,
+            workflow=record["workflow"],
+            state=record["state"],
+            created_at=float(record["created_at"]),
+            finished_at=float(record["finished_at"]) if record.get("finished_at") else None,
+            error=record.get("error"),
+            steps=steps,
+        )
+
+    def results(self) -> dict[str, Any]:
+        """Outputs of the steps that have finished so far."""
+        return self._registry.results(self.id)
+
+    def wait(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Block until the run ends (on its event stream, not on Celery results).
+
+        Returns every step's output; raises :class:`RunFailedError` if the run failed or was
+        cancelled and :class:`RunTimeoutError` if it is still going after ``timeout`` seconds.
+        """
+        state = self._record()["state"]
+        if state not in TERMINAL_STATES:
+            state = self._registry.wait_finished(self.id, timeout) or self._record()["state"]
+        if state not in TERMINAL_STATES:
+            raise RunTimeoutError(self.id, timeout, state)
+        if state != "succeeded":
+            raise RunFailedError(self.id, state, self._record().get("error"))
+        return self.results()
+
+    def cancel(self) -> bool:
+        """Stop the run: no step is dispatched after this, and queued step tasks are revoked.
+
+        Returns False when the run had already ended."""
+        if not self._registry.finish_run(self.id, "cancelled"):
+            return False
+        records = self._registry.step_records(self.id)
+        pending = [step_task_id(self.id, s) for s, r in records.items() if r.get("state") in ("dispatched", "running")]
+        if pending:
+            app.control.revoke(pending)
+        return True
+
+    def events(self) -> list[Event]:
+        return self._registry.events(self.id)
+
+    def timings(self) -> RunTimings:
+        return compute_timings(self._record(), self.plan(), self._registry.step_records(self.id))
+
+
+def _registry(settings: Settings | None) -> Registry:
+    return registry_for(settings or current_settings())
+
+
+def start(
+    workflow: Workflow | str,
+    input: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    *,
+    settings: Settings | None = None,
+) -> Run:
+    """Validate ``workflow`` and its input, create the run and dispatch its first steps.
+
+    With an ``idempotency_key`` already used, returns that run and dispatches nothing new.
+    """
+    settings = settings or current_settings()
+    wf = resolve_workflow(workflow) if isinstance(workflow, str) else workflow
+    agents.load_agent_modules(settings.agent_modules)
+    wf.check_agents(agents.known_roles())
+    input_json = _input_json(input)
+    registry = _registry(settings)
+    run_id = uuid.uuid4().hex[:20]
+    _created, run_id = registry.create_run(run_id, wf.name, wf.to_json(), input_json, step_plans(wf), idempotency_key)
+    # Also on a repeated key: re-dispatching is idempotent and heals a start that crashed
+    # between creating the run and sending its first tasks.
+    dispatch_ready(registry, run_id)
+    return Run(run_id, registry)
+
+
+def _input_json(value: dict[str, Any] | None) -> str:
+    if value is None:
+        return "{}"
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"expected a JSON object (dict), got {type(value).__name__}")
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"it is not JSON-serializable ({exc})") from None
+
+
+def get_run(run_id: str, *, settings: Settings | None = None) -> Run:
+    """A handle on an existing run; raises :class:`RunNotFoundError` if there is none."""
+    registry = _registry(settings)
+    if not registry.run_record(run_id):
+        raise RunNotFoundError(run_id)
+    return Run(run_id, registry)
+
+
+def list_runs(limit: int = 20, *, settings: Settings | None = None) -> list[dict[str, str]]:
+    """The newest runs in the registry, newest first."""
+    return _registry(settings).list_runs(limit)

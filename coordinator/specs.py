@@ -1,0 +1,140 @@
+"""Workflow specs: the DAG of steps, validated before anything is dispatched.
+
+    from coordinator import Workflow, Step
+    wf = Workflow(name="code_review", steps=[
+        Step(name="review", agent="reviewer"),
+        Step(name="tests", agent="test_writer", after=["review"]),
+        Step(name="docs", agent="doc_generator", after=["review"]),
+        Step(name="merge", agent="merger", after=["tests", "docs"]),
+    ])
+
+The same in YAML or JSON loads with :func:`load_workflow`. Structural mistakes (duplicate or
+missing step names, unknown dependencies, cycles) raise when the model is built; unknown agents
+are checked against the registered roles by :meth:`Workflow.check_agents`.
+"""
+
+from __future__ import annotations
+
+import json
+from graphlib import CycleError as GraphCycleError
+from graphlib import TopologicalSorter
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+
+from proj.errors import (
+    CycleError,
+    DuplicateStepError,
+    SpecFileError,
+    UnknownAgentError,
+    UnknownDependencyError,
+    UnknownWorkflowError,
+)
+
+_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+
+
+class Step(BaseModel):
+    """One step: an agent role run once the steps in ``after`` have succeeded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_NAME)
+    agent: str = Field(min_length=1)
+    after: list[str] = Field(default_factory=list)
+    params: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Step configuration the agent reads (ctx.params)."
+    )
+
+
+class Workflow(BaseModel):
+    """A named DAG of steps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> Workflow:
+        names: set[str] = set()
+        for step in self.steps:
+            if step.name in names:
+                raise DuplicateStepError(step.name)
+            names.add(step.name)
+        for step in self.steps:
+            for dependency in step.after:
+                if dependency not in names:
+                    raise UnknownDependencyError(step.name, dependency)
+        try:
+            tuple(TopologicalSorter(self.dependencies()).static_order())
+        except GraphCycleError as exc:
+            raise CycleError(list(exc.args[1])[::-1]) from None
+        return self
+
+    def dependencies(self) -> dict[str, list[str]]:
+        return {step.name: list(step.after) for step in self.steps}
+
+    def step(self, name: str) -> Step:
+        return next(step for step in self.steps if step.name == name)
+
+    def check_agents(self, known: list[str]) -> None:
+        """Raise :class:`UnknownAgentError` for the first step whose agent is not in ``known``."""
+        for step in self.steps:
+            if step.agent not in known:
+                raise UnknownAgentError(step.agent, step.name, known)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+def parse_workflow(data: Any, source: str = "<data>") -> Workflow:
+    """Build a workflow from parsed YAML/JSON, turning validation errors into one clear error."""
+    if not isinstance(data, dict):
+        raise SpecFileError(source, f"expected a mapping with 'name' and 'steps', got {type(data).__name__}")
+    try:
+        return Workflow.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SpecFileError(source, problems) from None
+
+
+def load_workflow(path: str | Path) -> Workflow:
+    """Load a workflow from a ``.yaml``/``.yml`` or ``.json`` file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecFileError(str(path), exc.strerror or str(exc)) from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise SpecFileError(str(path), f"malformed {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    return parse_workflow(data, str(path))
+
+
+def builtin_workflows() -> list[str]:
+    """Names of the workflows shipped with the package."""
+    folder = resources.files("coordinator.workflows")
+    return sorted(p.name.rsplit(".", 1)[0] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def builtin_workflow(name: str) -> Workflow:
+    """A shipped workflow by name (e.g. ``code_review``)."""
+    resource = resources.files("coordinator.workflows") / f"{name}.yaml"
+    if not resource.is_file():
+        raise UnknownWorkflowError(name, builtin_workflows())
+    return parse_workflow(yaml.safe_load(resource.read_text(encoding="utf-8")), f"built-in {name}")
+
+
+def resolve_workflow(name_or_path: str) -> Workflow:
+    """A built-in by name, else a YAML/JSON file by path."""
+    if Path(name_or_path).suffix in (".yaml", ".yml", ".json"):
+        return load_workflow(name_or_path)
+    return builtin_workflow(name_or_path)

@@ -1,0 +1,67 @@
+"""The one Celery instance. It defines no tasks: workers import them through ``imports``.
+
+``celery -A proj worker -Q reviewer`` finds ``proj.app``; the app reads :class:`Settings` once
+from the environment at import. Tests and the local stack call :func:`configure` with explicit
+settings before anything connects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from proj.queues import COORDINATOR_QUEUE, route_task
+from proj.settings import Settings
+
+# Modules that define tasks. Built-in roles live in `agents`; the coordinator's callbacks in
+# `coordinator.callbacks`. User roles come from AGENTCHORD_AGENT_MODULES.
+TASK_MODULES = ("agents", "coordinator.callbacks")
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration agentchord needs, derived from ``settings``."""
+    url = settings.redis_url or "redis://127.0.0.1:6379/0"
+    return {
+        "broker_url": url,
+        "result_backend": url,
+        # JSON only: a pickle payload from the broker must never be executed.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "event_serializer": "json",
+        "imports": [*TASK_MODULES, *settings.agent_modules],
+        "task_routes": (route_task,),
+        "task_default_queue": COORDINATOR_QUEUE,
+        # Agent work is long and must survive a worker crash: ack after the task ran, requeue
+        # when the worker process is lost, and reserve one message at a time.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
+        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
+        "result_expires": settings.celery_result_ttl_s,
+        "broker_connection_retry_on_startup": True,
+        # Task events on, so Flower shows every task with its run id and step.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+    }
+
+
+def configure(settings: Settings) -> None:
+    """Point the app (and the registry client) at ``settings``; call before first use."""
+    global _settings
+    _settings = settings
+    app.conf.update(celery_config(settings))
+
+
+def current_settings() -> Settings:
+    """The settings the app was configured with."""
+    return _settings
+
+
+_settings = Settings()
+app = Celery("agentchord")
+app.conf.update(celery_config(_settings))

@@ -1,0 +1,57 @@
+"""Every Redis key agentchord writes is built here, under one prefix.
+
+A run's keys share the hash tag ``{run_id}`` so a Redis Cluster keeps them on one slot and the
+registry's Lua scripts, which touch several of them at once, stay legal there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """The keys of one run."""
+
+    run: str  # hash: workflow, spec, input, state, timestamps, error
+    plan: str  # hash: step -> {"agent", "after", "params"} (JSON), written once at start
+    results: str  # hash: step -> output (JSON); a field here means "step done"
+    steps: str  # hash: "<step>.<field>" -> timing/metadata of each step
+    dispatched: str  # set: steps whose task messages were sent
+    events: str  # stream: the run's event log
+
+    def claim(self, step: str) -> str:
+        """String key with a lease: which delivery of ``step`` runs the agent body."""
+        return f"{self.run}:claim:{step}"
+
+    @property
+    def durable(self) -> list[str]:
+        """The keys that live as long as the run (all but claims, which carry their own TTL)."""
+        return [self.run, self.plan, self.results, self.steps, self.dispatched, self.events]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder for one prefix."""
+
+    prefix: str = "agentchord"
+
+    def run(self, run_id: str) -> RunKeys:
+        base = f"{self.prefix}:run:{{{run_id}}}"
+        return RunKeys(
+            run=base,
+            plan=f"{base}:plan",
+            results=f"{base}:results",
+            steps=f"{base}:steps",
+            dispatched=f"{base}:dispatched",
+            events=f"{base}:events",
+        )
+
+    def idempotency(self, key: str) -> str:
+        """String: a start idempotency key -> the run id it started."""
+        return f"{self.prefix}:idem:{key}"
+
+    @property
+    def runs_index(self) -> str:
+        """Sorted set: run id scored by its start time, for listing."""
+        return f"{self.prefix}:runs"
