@@ -53,8 +53,7 @@ def agent(role: str) -> Callable[[F], F]:
         existing = _ROLES.get(role)
         if existing is not None and _qualname(existing.function) != _qualname(function):
             raise ConfigurationError(
-                f"agent role {role!r} is defined twice: {_qualname(existing.function)} and "
-                f"{_qualname(function)}"
+                f"agent role {role!r} is defined twice: {_qualname(existing.function)} and {_qualname(function)}"
             )
         entry = AgentRole(role, function, agent_task_name(role))
         _ROLES[role] = entry

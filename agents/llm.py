@@ -105,8 +105,7 @@ def model_for(settings: Settings) -> ChatModel:
             if factory is None:
                 known = ", ".join(sorted(_BACKENDS))
                 raise ConfigurationError(
-                    f"unknown model backend {settings.llm_backend!r} (AGENTCHORD_LLM_BACKEND); "
-                    f"known: {known}"
+                    f"unknown model backend {settings.llm_backend!r} (AGENTCHORD_LLM_BACKEND); known: {known}"
                 )
             cached = _built[settings] = factory(settings)
         return cached

@@ -50,7 +50,8 @@ class OfflineModel:
         self, messages: list[Message], *, task: str | None = None, json_schema: dict[str, Any] | None = None
     ) -> Completion:
         started = time.perf_counter()
-        answer = _SKILLS.get(task or "", _default_skill)(messages)
+        skill: Skill = _SKILLS.get(task or "", _default_skill)
+        answer = skill(messages)
         if isinstance(answer, BaseModel):
             text = answer.model_dump_json()
         else:
@@ -79,4 +80,3 @@ def last_user_json(messages: list[Message]) -> dict[str, Any]:
                 return {"text": message.content}
             return value if isinstance(value, dict) else {"value": value}
     return {}
-

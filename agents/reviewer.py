@@ -70,7 +70,13 @@ def find_issues(diff: str) -> list[Finding]:
                     findings.append(Finding(file=path, line=line_no, severity=severity, rule=rule, message=message))
             if len(added) > _MAX_LINE:
                 findings.append(
-                    Finding(file=path, line=line_no, severity="low", rule="long-line", message=f"line over {_MAX_LINE} chars")
+                    Finding(
+                        file=path,
+                        line=line_no,
+                        severity="low",
+                        rule="long-line",
+                        message=f"line over {_MAX_LINE} chars",
+                    )
                 )
         elif not raw.startswith("-"):
             line_no += 1

@@ -36,7 +36,9 @@ def route_offline(messages: list[Message]) -> RouteOutput:
         default = context.get("default") or next(iter(routes), "default")
         return RouteOutput(route=default, confidence=0.0, hint="no route keyword matched")
     best = max(sorted(scores), key=lambda name: scores[name])
-    return RouteOutput(route=best, confidence=round(scores[best] / total, 3), hint=f"matched {scores[best]} keyword(s) of {best!r}")
+    return RouteOutput(
+        route=best, confidence=round(scores[best] / total, 3), hint=f"matched {scores[best]} keyword(s) of {best!r}"
+    )
 
 
 @agent("router")

@@ -34,7 +34,7 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
     return claimed
 
 
-@app.task(
+@app.task(  # type: ignore[untyped-decorator]
     name="coordinator.advance",
     ignore_result=True,
     acks_late=True,

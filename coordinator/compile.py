@@ -19,24 +19,20 @@ from proj.queues import agent_task_name
 
 ADVANCE_TASK = "coordinator.advance"
 
-StepPlan = dict[str, Any]  # {"agent": str, "after": [str], "params": {...}}
+StepPlan = dict[str, Any]  # {"agent": str, "after": [str], "params": {...}, "index": int}
 
 
 def step_plans(workflow: Workflow) -> dict[str, str]:
     """Each step's plan as JSON, stored once per run for agents and callbacks to read."""
     return {
-        step.name: json.dumps({"agent": step.agent, "after": step.after, "params": step.params})
-        for step in workflow.steps
+        step.name: json.dumps({"agent": step.agent, "after": step.after, "params": step.params, "index": index})
+        for index, step in enumerate(workflow.steps)
     }
 
 
 def ready_steps(plan: dict[str, StepPlan], done: set[str], dispatched: set[str]) -> list[str]:
     """Steps not yet dispatched whose dependencies have all stored results."""
-    return [
-        name
-        for name, step in plan.items()
-        if name not in dispatched and all(dep in done for dep in step["after"])
-    ]
+    return [name for name, step in plan.items() if name not in dispatched and all(dep in done for dep in step["after"])]
 
 
 def join_groups(steps: list[str], plan: dict[str, StepPlan]) -> list[list[str]]:

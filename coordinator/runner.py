@@ -1,9 +1,9 @@
 """Start runs and follow them from any process sharing the Redis: the module callers need.
 
-    from coordinator import start, get_run, builtin_workflow
-    run = start(builtin_workflow("code_review"), input={"diff": "..."}, idempotency_key="pr-42")
-    results = run.wait(timeout=30)      # {"review": {...}, "tests": {...}, ...}
-    get_run(run.id).status().state      # "succeeded"
+from coordinator import start, get_run, builtin_workflow
+run = start(builtin_workflow("code_review"), input={"diff": "..."}, idempotency_key="pr-42")
+results = run.wait(timeout=30)      # {"review": {...}, "tests": {...}, ...}
+get_run(run.id).status().state      # "succeeded"
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ class Run:
         )
 
     def results(self) -> dict[str, Any]:
-        """Outputs of the steps that have finished so far."""
-        return self._registry.results(self.id)
+        """Outputs of the steps that have finished so far, in the workflow's step order."""
+        results = self._registry.results(self.id)
+        return {step: results[step] for step in self.plan() if step in results}
 
     def wait(self, timeout: float = 60.0) -> dict[str, Any]:
         """Block until the run ends (on its event stream, not on Celery results).

@@ -10,6 +10,8 @@ All timestamps are the Redis server's clock (see proj.lua), so they compare acro
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 
@@ -45,7 +47,7 @@ def _diff(end: float | None, start: float | None) -> float | None:
 
 
 def compute_timings(
-    run: dict[str, str], plan: dict[str, dict[str, object]], records: dict[str, dict[str, str]]
+    run: dict[str, str], plan: dict[str, dict[str, Any]], records: dict[str, dict[str, str]]
 ) -> RunTimings:
     """Timings of one run from its run record, its plan and its step records."""
     created = _f(run, "created_at")
@@ -54,7 +56,7 @@ def compute_timings(
     body: dict[str, float] = {}
     for name, step_plan in plan.items():
         record = records.get(name, {})
-        after = [str(dep) for dep in step_plan.get("after", [])]  # type: ignore[union-attr]
+        after = [str(dep) for dep in step_plan.get("after", [])]
         dep_finishes = [_f(records.get(dep, {}), "finished_at") for dep in after]
         ready_at = max((t for t in dep_finishes if t is not None), default=None) if after else created
         dispatched, started, ended = (_f(record, k) for k in ("dispatched_at", "started_at", "finished_at"))
@@ -83,13 +85,13 @@ def compute_timings(
     return RunTimings(wall_s=wall, critical_path_body_s=critical, overhead_s=overhead, tax_ratio=ratio, steps=steps)
 
 
-def _critical_path(plan: dict[str, dict[str, object]], body: dict[str, float]) -> float:
+def _critical_path(plan: dict[str, dict[str, Any]], body: dict[str, float]) -> float:
     longest: dict[str, float] = {}
 
     def path_to(name: str) -> float:
         if name not in longest:
             after = plan[name].get("after", [])
-            longest[name] = body.get(name, 0.0) + max((path_to(str(d)) for d in after), default=0.0)  # type: ignore[union-attr]
+            longest[name] = body.get(name, 0.0) + max((path_to(str(d)) for d in after), default=0.0)
         return longest[name]
 
     return max((path_to(name) for name in plan), default=0.0)

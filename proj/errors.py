@@ -63,10 +63,7 @@ class UnknownDependencyError(WorkflowSpecError):
         self.step, self.dependency = step, dependency
 
     def __str__(self) -> str:
-        return (
-            f"step {self.step!r} depends on {self.dependency!r}, which is not a step of this "
-            "workflow"
-        )
+        return f"step {self.step!r} depends on {self.dependency!r}, which is not a step of this workflow"
 
 
 class CycleError(WorkflowSpecError):
@@ -103,8 +100,7 @@ class UnknownWorkflowError(AgentchordError):
 
     def __str__(self) -> str:
         return (
-            f"unknown workflow {self.name!r}: not a built-in ({', '.join(sorted(self.known))}) "
-            "and not a YAML/JSON file"
+            f"unknown workflow {self.name!r}: not a built-in ({', '.join(sorted(self.known))}) and not a YAML/JSON file"
         )
 
 
@@ -123,10 +119,7 @@ class RunTimeoutError(AgentchordError):
         self.run_id, self.timeout_s, self.state = run_id, timeout_s, state
 
     def __str__(self) -> str:
-        return (
-            f"run {self.run_id} did not finish within {self.timeout_s:g}s (state: {self.state}); "
-            "it goes on"
-        )
+        return f"run {self.run_id} did not finish within {self.timeout_s:g}s (state: {self.state}); it goes on"
 
 
 class RunFailedError(AgentchordError):

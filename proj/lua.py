@@ -30,7 +30,9 @@ end
 
 # KEYS: durable..., idempotency key, runs index
 # ARGV: run_id, workflow, spec, input, use_idem ('1'|'0'), prune_before, step, plan_json, ...
-START = _PRELUDE + """
+START = (
+    _PRELUDE
+    + """
 local idem, index = KEYS[7], KEYS[8]
 if ARGV[5] == '1' then
   local existing = redis.call('GET', idem)
@@ -47,9 +49,12 @@ redis.call('ZREMRANGEBYSCORE', index, '-inf', ARGV[6])
 redis.call('ZADD', index, at, ARGV[1])
 return {1, ARGV[1]}
 """
+)
 
 # ARGV: step... -> the steps this call claimed for dispatch (each is claimed once per run)
-DISPATCH = _PRELUDE + """
+DISPATCH = (
+    _PRELUDE
+    + """
 if redis.call('HGET', run, 'state') ~= 'running' then return {} end
 local at = now()
 local claimed = {}
@@ -62,12 +67,15 @@ for i = 1, #ARGV do
 end
 return claimed
 """
+)
 
 # KEYS: durable..., claim
 # ARGV: step, token, lease_ms, worker
 # -> {'missing'} | {'done'} | {'inactive', state} | {'busy', pttl_ms}
 #    | {'run', plan_json, input_json, dep, dep_result_json, ...}
-BEGIN_STEP = _PRELUDE + """
+BEGIN_STEP = (
+    _PRELUDE
+    + """
 local claim = KEYS[7]
 local step = ARGV[1]
 local state = redis.call('HGET', run, 'state')
@@ -89,11 +97,14 @@ for _, dep in ipairs(cjson.decode(step_plan)['after']) do
 end
 return out
 """
+)
 
 # KEYS: durable..., claim
 # ARGV: step, token, result_json, then field/value pairs of step metadata
 # -> 1 if this call stored the result, 0 if another delivery had stored it first
-FINISH_STEP = _PRELUDE + """
+FINISH_STEP = (
+    _PRELUDE
+    + """
 local claim, step = KEYS[7], ARGV[1]
 if redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 if redis.call('HSETNX', results, step, ARGV[3]) == 0 then return 0 end
@@ -104,10 +115,13 @@ for i = 4, #ARGV, 2 do redis.call('HSET', steps, step .. '.' .. ARGV[i], ARGV[i 
 redis.call('XADD', events, '*', 'type', 'step_finished', 'step', step, 'at', at)
 return 1
 """
+)
 
 # KEYS: durable..., claim
 # ARGV: step, token, error, ttl_s, idem_ttl_s
-FAIL_STEP = _PRELUDE + """
+FAIL_STEP = (
+    _PRELUDE
+    + """
 local claim, step = KEYS[7], ARGV[1]
 if redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 local at = now()
@@ -115,8 +129,12 @@ redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'failed'
 redis.call('XADD', events, '*', 'type', 'step_failed', 'step', step, 'at', at, 'error', ARGV[3])
 return finish_run('failed', 'step ' .. step .. ' failed: ' .. ARGV[3], ARGV[4], ARGV[5])
 """
+)
 
 # ARGV: state, error, ttl_s, idem_ttl_s -> 1 if this call ended the run
-FINISH_RUN = _PRELUDE + """
+FINISH_RUN = (
+    _PRELUDE
+    + """
 return finish_run(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
+)

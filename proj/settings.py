@@ -30,9 +30,7 @@ class Settings(BaseSettings):
         "start a private redis-server on a free port.",
     )
     key_prefix: str = Field(default="agentchord", description="Prefix of every registry key.")
-    finished_run_ttl_s: int = Field(
-        default=7 * DAY_S, gt=0, description="How long a finished run's keys are kept."
-    )
+    finished_run_ttl_s: int = Field(default=7 * DAY_S, gt=0, description="How long a finished run's keys are kept.")
     idempotency_ttl_s: int = Field(
         default=7 * DAY_S, gt=0, description="How long a start idempotency key maps to its run."
     )
@@ -50,9 +48,7 @@ class Settings(BaseSettings):
         description="Extra modules that define agent roles (comma-separated), imported by "
         "workers and by `start` for validation.",
     )
-    simulated_latency_ms: float = Field(
-        default=0.0, ge=0, description="Latency the offline model adds to every call."
-    )
+    simulated_latency_ms: float = Field(default=0.0, ge=0, description="Latency the offline model adds to every call.")
     llm_backend: str = Field(default="offline", description="Model backend; `offline` for now.")
     worker_prefetch_multiplier: int = Field(
         default=1, ge=1, description="Messages a worker process reserves; 1 suits long tasks."

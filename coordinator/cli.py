@@ -1,0 +1,132 @@
+"""The ``agentchord`` command: the local stack, the demo, and runs from the shell."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import agents
+from coordinator.demo import run_demo
+from coordinator.report import timing_table
+from coordinator.runner import get_run, list_runs, start
+from coordinator.specs import builtin_workflows
+from coordinator.stack import LocalStack
+from proj.celery import configure
+from proj.errors import AgentchordError
+from proj.settings import Settings
+
+# `agentchord up` writes the URL of the private Redis it started here, so other commands in
+# the same directory find the running stack without exporting anything.
+STACK_ENV = Path(".agentchord/stack.env")
+
+cli = typer.Typer(help="Multi-agent workflows on Celery, with no central brain.", no_args_is_help=True)
+console = Console()
+
+
+def _settings() -> Settings:
+    settings = Settings(_env_file=STACK_ENV if STACK_ENV.exists() else None)
+    configure(settings)
+    return settings
+
+
+@cli.command()
+def up(
+    single_worker: Annotated[bool, typer.Option(help="One worker for every queue instead of one per role.")] = False,
+    flower: Annotated[bool, typer.Option(help="Start Flower.")] = True,
+    concurrency: Annotated[int, typer.Option(help="Processes per worker.")] = 1,
+) -> None:
+    """Run the local stack in the foreground until Ctrl-C."""
+    settings = Settings()
+    agents.load_agent_modules(settings.agent_modules)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with LocalStack(
+        settings, agents.known_roles(), flower=flower, concurrency=concurrency, single_worker=single_worker
+    ) as stack:
+        if stack.redis is not None:
+            STACK_ENV.parent.mkdir(exist_ok=True)
+            STACK_ENV.write_text(f"AGENTCHORD_REDIS_URL={stack.settings.redis_url}\n")
+        console.print(f"Redis   {stack.settings.redis_url}")
+        console.print(f"Flower  {stack.flower_url or '(off)'}")
+        console.print(f"Workers {', '.join(w.hostname for w in stack.workers)}")
+        console.print("Ready. Ctrl-C stops everything.")
+        with contextlib.suppress(KeyboardInterrupt):
+            stopping.wait()
+        console.print("stopping ...")
+    STACK_ENV.unlink(missing_ok=True)
+
+
+@cli.command()
+def demo(
+    latency_ms: Annotated[float, typer.Option(help="Simulated model latency per call (offline model).")] = 0.0,
+) -> None:
+    """Run the code_review workflow end to end on a sample diff, on a fresh local stack."""
+    settings = Settings().model_copy(update={"simulated_latency_ms": latency_ms} if latency_ms else {})
+    raise typer.Exit(run_demo(settings, console))
+
+
+@cli.command()
+def run(
+    workflow: Annotated[str, typer.Argument(help="A built-in workflow name or a YAML/JSON file.")],
+    input: Annotated[str, typer.Option("--input", help="Workflow input as a JSON object.")] = "{}",
+    idempotency_key: Annotated[str | None, typer.Option(help="Starting twice with one key gives one run.")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the run and print its results.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 300.0,
+) -> None:
+    """Start a workflow run and print its id."""
+    settings = _settings()
+    try:
+        payload: Any = json.loads(input)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--input is not valid JSON: {exc}") from None
+    handle = start(workflow, input=payload, idempotency_key=idempotency_key, settings=settings)
+    console.print(handle.id)
+    if wait:
+        console.print_json(json.dumps(handle.wait(timeout=timeout)))
+
+
+@cli.command()
+def status(
+    run_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A run's state, steps and timing table."""
+    handle = get_run(run_id, settings=_settings())
+    current = handle.status()
+    if as_json:
+        console.print_json(json.dumps({"status": current.model_dump(), "timings": handle.timings().model_dump()}))
+    else:
+        console.print(timing_table(current, handle.timings()))
+
+
+@cli.command("list")
+def list_command(limit: Annotated[int, typer.Option(help="How many runs.")] = 20) -> None:
+    """The newest runs."""
+    table = Table("id", "workflow", "state", "created_at")
+    for row in list_runs(limit, settings=_settings()):
+        table.add_row(row["id"], row["workflow"], row["state"], row["created_at"])
+    console.print(table)
+
+
+@cli.command()
+def workflows() -> None:
+    """The built-in workflows."""
+    for name in builtin_workflows():
+        console.print(name)
+
+
+def main() -> None:
+    """Console-script entry point; agentchord errors print as one line and exit 2."""
+    try:
+        cli()
+    except AgentchordError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise SystemExit(2) from None

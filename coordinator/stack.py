@@ -1,0 +1,274 @@
+"""The local stack: a private Redis (when none is configured), Celery workers and Flower, as
+real subprocesses started with the plain Celery CLI. Used by ``agentchord up``/``demo``, the
+benchmarks and the system tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+from celery import Celery
+
+from proj.celery import celery_config, configure
+from proj.errors import ConfigurationError
+from proj.queues import COORDINATOR_QUEUE
+from proj.redis_server import RedisServer, free_port
+from proj.settings import Settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process read the same settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        key = f"AGENTCHORD_{name.upper()}"
+        if value is None:
+            env.pop(key, None)
+        elif isinstance(value, tuple | list):
+            env[key] = ",".join(value)
+        else:
+            env[key] = str(value)
+    # Workers must import the project from the working tree like the caller does.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH", "")]))
+    return env
+
+
+_control_apps: dict[Settings, Celery] = {}
+
+
+def control_app(settings: Settings) -> Celery:
+    """A Celery app on ``settings``' broker, for pings and inspection of workers there."""
+    if settings not in _control_apps:
+        _control_apps[settings] = Celery("agentchord-control", config_source=celery_config(settings))
+    return _control_apps[settings]
+
+
+class WorkerProcess:
+    """``celery -A proj worker -Q <queues>`` as a subprocess in its own process group."""
+
+    def __init__(
+        self,
+        queues: list[str],
+        name: str,
+        settings: Settings,
+        concurrency: int = 1,
+        pool: str = "prefork",
+        log: IO[str] | int | None = subprocess.DEVNULL,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.queues = queues
+        self.hostname = f"{name}@{socket.gethostname()}"
+        self.settings = settings
+        self.concurrency = concurrency
+        self.pool = pool
+        self.log = log
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[str] | None = None
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", "proj", "worker",
+            "-Q", ",".join(self.queues), "-n", self.hostname,
+            "-c", str(self.concurrency), "-P", self.pool,
+            "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self) -> WorkerProcess:
+        self.process = subprocess.Popen(
+            self.command(),
+            env=settings_env(self.settings),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+        )
+        return self
+
+    def wait_ready(self, timeout_s: float = 60.0) -> WorkerProcess:
+        """Return once the worker answers a control ping (it consumes its queues by then)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.returncode
+                raise ConfigurationError(f"worker {self.hostname} exited during start-up (code {code})")
+            if control_app(self.settings).control.ping(destination=[self.hostname], timeout=0.5):
+                return self
+        raise ConfigurationError(f"worker {self.hostname} did not answer a ping within {timeout_s}s")
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def child_pids(self) -> list[int]:
+        """PIDs of the pool's child processes (prefork), read from /proc."""
+        if self.pid is None:
+            return []
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        try:
+            return [int(p) for p in children.read_text().split()]
+        except OSError:
+            return []
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Warm shutdown (SIGTERM: finish running tasks), then SIGKILL if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children, as a machine crash would."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+class FlowerProcess:
+    """``celery -A proj flower`` on a free local port."""
+
+    def __init__(self, settings: Settings, port: int | None = None) -> None:
+        self.settings = settings
+        self.port = port or free_port()
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FlowerProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "proj", "flower", f"--port={self.port}", "--address=127.0.0.1"],
+            env=settings_env(self.settings),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+        )
+        return self
+
+    def wait_ready(self, timeout_s: float = 30.0) -> FlowerProcess:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise ConfigurationError("flower exited during start-up")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthcheck", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise ConfigurationError(f"flower did not answer on {self.url} within {timeout_s}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class LocalStack:
+    """Redis (private unless configured), one worker per role plus a coordinator worker, Flower.
+
+    Example:
+        >>> with LocalStack(Settings(), roles=["reviewer", "merger"]) as stack:  # doctest: +SKIP
+        ...     print(stack.settings.redis_url, stack.flower_url)
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        roles: list[str],
+        *,
+        flower: bool = True,
+        concurrency: int = 1,
+        single_worker: bool = False,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.base_settings = settings
+        self.settings = settings
+        self.roles = roles
+        self.with_flower = flower
+        self.concurrency = concurrency
+        self.single_worker = single_worker
+        self.log_dir = log_dir
+        self.redis: RedisServer | None = None
+        self.workers: list[WorkerProcess] = []
+        self.flower: FlowerProcess | None = None
+        self._logs: list[IO[str]] = []
+
+    @property
+    def flower_url(self) -> str | None:
+        return self.flower.url if self.flower else None
+
+    def _log(self, name: str) -> IO[str] | int:
+        if self.log_dir is None:
+            return subprocess.DEVNULL
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        handle = (self.log_dir / f"{name}.log").open("w")
+        self._logs.append(handle)
+        return handle
+
+    def start(self) -> LocalStack:
+        try:
+            if not self.base_settings.redis_url:
+                self.redis = RedisServer(appendonly=True).start()
+                self.settings = self.base_settings.model_copy(update={"redis_url": self.redis.url})
+            configure(self.settings)
+            groups = (
+                [[*self.roles, COORDINATOR_QUEUE]]
+                if self.single_worker
+                else [[r] for r in self.roles] + [[COORDINATOR_QUEUE]]
+            )
+            for queues in groups:
+                name = "all" if self.single_worker else queues[0]
+                worker = WorkerProcess(queues, name, self.settings, self.concurrency, log=self._log(name))
+                self.workers.append(worker.start())
+            if self.with_flower:
+                self.flower = FlowerProcess(self.settings).start()
+            for worker in self.workers:
+                worker.wait_ready()
+            if self.flower:
+                self.flower.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop everything this stack started, workers first (they finish running tasks)."""
+        if self.flower:
+            self.flower.stop()
+        for worker in self.workers:
+            if worker.process is not None and worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            worker.stop()
+        if self.redis:
+            self.redis.close()
+        for handle in self._logs:
+            handle.close()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

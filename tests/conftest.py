@@ -1,0 +1,79 @@
+"""Fixtures: a private redis-server and real `celery -A proj worker` subprocesses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import redis
+
+import agents
+from coordinator.stack import WorkerProcess
+from proj.celery import configure
+from proj.queues import COORDINATOR_QUEUE
+from proj.redis_server import RedisServer
+from proj.settings import Settings
+
+T = TypeVar("T")
+
+TEST_AGENT_MODULE = "tests.sample_agents"
+LOG_DIR = Path(__file__).resolve().parent.parent / ".agentchord" / "test-logs"
+
+
+def wait_for(predicate: Callable[[], T], timeout_s: float = 30.0, interval_s: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        time.sleep(interval_s)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def settings(redis_server: RedisServer) -> Settings:
+    value = Settings(
+        redis_url=redis_server.url,
+        key_prefix="agentchord-test",
+        agent_modules=(TEST_AGENT_MODULE,),
+        step_lease_s=30,
+    )
+    configure(value)
+    agents.load_agent_modules(value.agent_modules)
+    return value
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[redis.Redis]:
+    """A client on the test Redis; the registry's keys are removed after each test."""
+    connection = redis.Redis.from_url(settings.resolved_redis_url, decode_responses=True)
+    yield connection
+    for key in connection.scan_iter(f"{settings.key_prefix}:*", count=500):
+        connection.delete(key)
+    connection.close()
+
+
+def start_worker(queues: list[str], name: str, settings: Settings, concurrency: int = 2) -> WorkerProcess:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = (LOG_DIR / f"{name}.log").open("w")
+    return WorkerProcess(queues, name, settings, concurrency=concurrency, log=log).start().wait_ready()
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings) -> Iterator[WorkerProcess]:
+    """One worker on every role queue and the coordinator queue, two processes."""
+    process = start_worker([*agents.known_roles(), COORDINATOR_QUEUE], "all", settings)
+    yield process
+    process.stop()

@@ -1,0 +1,55 @@
+"""The `agentchord` console script against the test stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from coordinator.stack import settings_env
+from proj.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def agentchord(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from coordinator.cli import main; main()", *args],
+        env={**settings_env(settings), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_run_wait_status_and_list(settings: Settings, client: redis.Redis) -> None:
+    started = agentchord(
+        settings, "run", "triage", "--input", json.dumps({"text": "crash on save, error 500"}), "--wait"
+    )
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.splitlines()[0].strip()
+    results = json.loads(started.stdout.split("\n", 1)[1])
+    assert results["route"]["route"] == "bug"
+    assert results["check"]["verdict"] == "PASS"
+
+    status = agentchord(settings, "status", run_id, "--json")
+    assert status.returncode == 0, status.stderr
+    body = json.loads(status.stdout)
+    assert body["status"]["state"] == "succeeded"
+    assert [s["step"] for s in body["timings"]["steps"]] == ["route", "check"]
+
+    listed = agentchord(settings, "list")
+    assert run_id in listed.stdout
+
+
+def test_bad_input_is_one_clear_line_and_exit_code_2(settings: Settings, client: redis.Redis) -> None:
+    unknown = agentchord(settings, "run", "no_such_workflow")
+    assert unknown.returncode == 2
+    assert "unknown workflow 'no_such_workflow'" in unknown.stdout
+    missing = agentchord(settings, "status", "nope")
+    assert missing.returncode == 2 and "no run 'nope'" in missing.stdout
+    bad_json = agentchord(settings, "run", "triage", "--input", "{not json")
+    assert bad_json.returncode == 2 and "--input is not valid JSON" in bad_json.stderr

@@ -1,0 +1,42 @@
+"""deploy/ stays consistent with the code (Docker is not available to run it here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from agents.base import _ROLES
+from proj.queues import COORDINATOR_QUEUE
+from proj.settings import Settings
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def built_in_roles() -> set[str]:
+    return {name for name, role in _ROLES.items() if role.function.__module__.startswith("agents.")}
+
+
+def test_every_role_and_the_coordinator_have_a_worker_service_on_their_queue() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    queues_served = set()
+    for service in compose["services"].values():
+        command = service.get("command", [])
+        if command[:4] == ["celery", "-A", "proj", "worker"]:
+            queues_served.update(command[command.index("-Q") + 1].split(","))
+    assert queues_served == built_in_roles() | {COORDINATOR_QUEUE}
+
+
+def test_redis_service_persists_with_aof_and_never_evicts() -> None:
+    command = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+
+
+def test_env_example_lists_every_setting_and_nothing_else() -> None:
+    listed = {
+        line.split("=", 1)[0]
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert listed == {f"AGENTCHORD_{name.upper()}" for name in Settings.model_fields}

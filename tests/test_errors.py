@@ -1,0 +1,40 @@
+"""Every exception survives Celery's JSON result backend round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+import proj.errors as errors
+from proj.celery import app
+
+SAMPLES: list[errors.AgentchordError] = [
+    errors.ConfigurationError("no Redis"),
+    errors.WorkflowSpecError("bad"),
+    errors.UnknownAgentError("reviwer", "review", ["merger", "reviewer"]),
+    errors.DuplicateStepError("a"),
+    errors.UnknownDependencyError("b", "x"),
+    errors.CycleError(["a", "b", "a"]),
+    errors.InvalidInputError("not JSON"),
+    errors.SpecFileError("wf.yaml", "malformed"),
+    errors.UnknownWorkflowError("nope", ["code_review"]),
+    errors.RunNotFoundError("r1"),
+    errors.RunTimeoutError("r1", 1.5, "running"),
+    errors.RunFailedError("r1", "failed", "boom"),
+    errors.StepFailedError("r1", "review", "ValueError: boom"),
+]
+
+
+def test_every_exception_class_has_a_sample() -> None:
+    classes = {
+        obj for obj in vars(errors).values() if isinstance(obj, type) and issubclass(obj, errors.AgentchordError)
+    }
+    assert classes == {type(sample) for sample in SAMPLES} | {errors.AgentchordError}
+
+
+@pytest.mark.parametrize("exc", SAMPLES, ids=lambda e: type(e).__name__)
+def test_exception_round_trips_through_the_json_result_backend(exc: errors.AgentchordError) -> None:
+    backend = app.backend
+    rebuilt = backend.exception_to_python(backend.prepare_exception(exc, serializer="json"))
+    assert type(rebuilt) is type(exc)
+    assert str(rebuilt) == str(exc)
+    assert isinstance(rebuilt, errors.AgentchordError)

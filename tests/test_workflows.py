@@ -1,0 +1,196 @@
+"""End to end on a real Redis and real `celery -A proj worker` processes."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from coordinator import Step, Workflow, builtin_workflow, get_run, list_runs, start
+from coordinator.callbacks import dispatch_ready
+from coordinator.compile import agent_signature
+from coordinator.demo import SAMPLE_DIFF
+from coordinator.stack import WorkerProcess
+from proj.celery import app
+from proj.errors import RunFailedError, RunNotFoundError
+from proj.registry import registry_for
+from proj.settings import Settings
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def echo_diamond(sleep_s: float = 0.0) -> Workflow:
+    params = {"sleep_s": sleep_s}
+    return Workflow(
+        name="echo_diamond",
+        steps=[
+            Step(name="review", agent="echo"),
+            Step(name="tests", agent="echo", after=["review"], params=params),
+            Step(name="docs", agent="echo", after=["review"], params=params),
+            Step(name="merge", agent="echo", after=["tests", "docs"]),
+        ],
+    )
+
+
+def test_code_review_diamond_runs_to_success_with_real_outputs(client: redis.Redis) -> None:
+    run = start(builtin_workflow("code_review"), input={"diff": SAMPLE_DIFF})
+    results = run.wait(timeout=60)
+    assert run.status().state == "succeeded"
+    assert set(results) == {"review", "tests", "docs", "merge"}
+    rules = {finding["rule"] for finding in results["review"]["findings"]}
+    assert {"hardcoded-secret", "bare-except", "star-import", "none-compare", "debug-print", "todo"} <= rules
+    assert {t["target"] for t in results["tests"]["tests"]} >= {"apply_discount", "parse_amount"}
+    assert results["docs"]["documented"] == ["apply_discount"]
+    assert results["merge"]["decision"] == "request_changes"
+    assert all(step.body_runs == 1 for step in run.status().steps.values())
+
+
+def test_each_agent_sees_only_its_dependencies_outputs(client: redis.Redis) -> None:
+    results = start(echo_diamond(), input={"diff": "x", "pr": 1}).wait(timeout=60)
+    assert results["review"]["saw"] == []
+    assert results["tests"]["saw"] == ["review"]
+    assert results["docs"]["saw"] == ["review"]
+    assert results["merge"]["saw"] == ["docs", "tests"]  # not "review"
+    assert results["merge"]["input_keys"] == ["diff", "pr"]
+
+
+def test_middle_steps_run_in_parallel_on_two_worker_slots(client: redis.Redis) -> None:
+    run = start(echo_diamond(sleep_s=0.5), input={})
+    run.wait(timeout=60)
+    records = registry_for(app_settings()).step_records(run.id)
+    tests, docs = records["tests"], records["docs"]
+    overlap = min(float(tests["finished_at"]), float(docs["finished_at"])) - max(
+        float(tests["started_at"]), float(docs["started_at"])
+    )
+    assert overlap > 0, "tests and docs did not run at the same time"
+    assert float(records["merge"]["started_at"]) >= max(float(tests["finished_at"]), float(docs["finished_at"]))
+
+
+def app_settings() -> Settings:
+    from proj.celery import current_settings
+
+    return current_settings()
+
+
+def test_same_idempotency_key_gives_one_run_and_no_work_twice(client: redis.Redis) -> None:
+    first = start(echo_diamond(), input={"n": 1}, idempotency_key="pr-42")
+    second = start(echo_diamond(), input={"n": 1}, idempotency_key="pr-42")
+    assert first.id == second.id
+    first.wait(timeout=60)
+    third = start(echo_diamond(), input={"n": 1}, idempotency_key="pr-42")
+    assert third.id == first.id
+    assert [step.body_runs for step in third.status().steps.values()] == [1, 1, 1, 1]
+    assert [row["id"] for row in list_runs(50)].count(first.id) == 1
+
+
+def test_duplicate_delivery_of_a_finished_step_does_not_run_the_body_again(client: redis.Redis) -> None:
+    run = start(Workflow(name="one", steps=[Step(name="only", agent="echo")]), input={})
+    run.wait(timeout=60)
+    plan = run.plan()
+    duplicate = agent_signature(app, run.id, "only", plan).clone(task_id="dup-1").apply_async()
+    assert duplicate.get(timeout=30)["status"] == "done"
+    assert run.status().steps["only"].body_runs == 1
+
+
+def test_two_copies_delivered_at_once_run_the_body_once(client: redis.Redis) -> None:
+    wf = Workflow(name="slow", steps=[Step(name="only", agent="echo", params={"sleep_s": 1.0})])
+    run = start(wf, input={})
+    wait_for(lambda: run.status().steps["only"].state == "running")
+    # The same message again while the first copy holds the step's lease (its own task id
+    # only so this test can read the copy's outcome apart from the original's).
+    copy = agent_signature(app, run.id, "only", run.plan()).clone(task_id="copy-1").apply_async()
+    run.wait(timeout=60)
+    assert copy.get(timeout=30)["status"] == "done"
+    assert run.status().steps["only"].body_runs == 1
+
+
+def test_cancel_stops_dispatching_further_steps(client: redis.Redis) -> None:
+    wf = Workflow(
+        name="cancel_me",
+        steps=[
+            Step(name="first", agent="echo", params={"sleep_s": 1.0}),
+            Step(name="second", agent="echo", after=["first"]),
+        ],
+    )
+    run = start(wf, input={})
+    wait_for(lambda: run.status().steps["first"].state == "running")
+    assert run.cancel() is True
+    assert run.cancel() is False  # already ended
+    with pytest.raises(RunFailedError, match="ended cancelled"):
+        run.wait(timeout=5)
+    # The running step still stores its result (nothing is lost) ...
+    wait_for(lambda: "first" in run.results())
+    # ... but nothing after it is dispatched, by any callback or any delivery.
+    registry = registry_for(app_settings())
+    assert dispatch_ready(registry, run.id) == []
+    late = agent_signature(app, run.id, "second", run.plan()).apply_async()
+    assert late.get(timeout=30)["status"] == "inactive"
+    status = run.status()
+    assert status.state == "cancelled"
+    assert status.steps["second"].state == "pending" and status.steps["second"].body_runs == 0
+    assert [e.type for e in run.events()][-1] != "step_dispatched"
+
+
+def test_failing_agent_fails_the_run_with_its_error(client: redis.Redis) -> None:
+    wf = Workflow(
+        name="fails",
+        steps=[Step(name="explode", agent="boom"), Step(name="after", agent="echo", after=["explode"])],
+    )
+    run = start(wf, input={})
+    with pytest.raises(RunFailedError, match="ValueError: boom in explode"):
+        run.wait(timeout=60)
+    status = run.status()
+    assert status.state == "failed"
+    assert status.steps["explode"].state == "failed"
+    assert status.steps["after"].state == "pending"
+
+
+def test_user_role_from_agent_modules_setting_runs(client: redis.Redis) -> None:
+    wf = Workflow(name="summary", steps=[Step(name="sum", agent="summarizer")])
+    results = start(wf, input={"text": "one two three four"}).wait(timeout=60)
+    assert results["sum"] == {"summary": "one two three four", "tokens": 4}
+
+
+def test_workers_register_every_agent_task(client: redis.Redis, worker: WorkerProcess) -> None:
+    registered = app.control.inspect(destination=[worker.hostname], timeout=5).registered()
+    tasks = set(registered[worker.hostname])
+    expected = {
+        f"agents.{r}"
+        for r in ("reviewer", "test_writer", "doc_generator", "merger", "router", "validator", "summarizer")
+    }
+    assert expected | {"coordinator.advance"} <= tasks
+
+
+def test_finished_run_expires_and_running_run_does_not(client: redis.Redis) -> None:
+    wf = Workflow(
+        name="ttl",
+        steps=[Step(name="a", agent="echo", params={"sleep_s": 0.5}), Step(name="b", agent="echo", after=["a"])],
+    )
+    run = start(wf, input={})
+    keys = registry_for(app_settings()).run_keys(run.id)
+    assert client.ttl(keys.run) == -1 and client.ttl(keys.results) in (-1, -2)
+    run.wait(timeout=60)
+    ttl = app_settings().finished_run_ttl_s
+    for key in keys.durable:
+        assert ttl - 60 < client.ttl(key) <= ttl, key
+
+
+def test_get_run_from_another_handle_and_unknown_run(client: redis.Redis) -> None:
+    run = start(echo_diamond(), input={})
+    run.wait(timeout=60)
+    assert get_run(run.id).status().state == "succeeded"
+    with pytest.raises(RunNotFoundError, match="no run 'missing-run'"):
+        get_run("missing-run")
+
+
+def test_event_log_records_the_run_in_order(client: redis.Redis) -> None:
+    run = start(Workflow(name="one", steps=[Step(name="only", agent="echo")]), input={})
+    run.wait(timeout=60)
+    types = [(e.type, e.fields.get("step")) for e in run.events()]
+    assert types == [
+        ("run_started", None),
+        ("step_dispatched", "only"),
+        ("step_started", "only"),
+        ("step_finished", "only"),
+        ("run_finished", None),
+    ]
