@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,7 +29,8 @@ from proj.settings import Settings
 STACK_ENV = Path(".agentchord/stack.env")
 
 cli = typer.Typer(help="Multi-agent workflows on Celery, with no central brain.", no_args_is_help=True)
-console = Console()
+# Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _settings() -> Settings:

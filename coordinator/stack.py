@@ -6,6 +6,7 @@ benchmarks and the system tests.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -61,7 +62,7 @@ class WorkerProcess:
         settings: Settings,
         concurrency: int = 1,
         pool: str = "prefork",
-        log: IO[str] | int | None = subprocess.DEVNULL,
+        log_path: Path | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
         self.queues = queues
@@ -69,7 +70,8 @@ class WorkerProcess:
         self.settings = settings
         self.concurrency = concurrency
         self.pool = pool
-        self.log = log
+        self.log_path = log_path
+        self._log: IO[str] | None = None
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[str] | None = None
 
@@ -83,10 +85,13 @@ class WorkerProcess:
         ]  # fmt: skip
 
     def start(self) -> WorkerProcess:
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
             self.command(),
             env=settings_env(self.settings),
-            stdout=self.log,
+            stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -121,13 +126,18 @@ class WorkerProcess:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Warm shutdown (SIGTERM: finish running tasks), then SIGKILL if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool children, as a machine crash would."""
@@ -136,6 +146,7 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        self._close_log()
 
 
 class FlowerProcess:
@@ -213,19 +224,10 @@ class LocalStack:
         self.redis: RedisServer | None = None
         self.workers: list[WorkerProcess] = []
         self.flower: FlowerProcess | None = None
-        self._logs: list[IO[str]] = []
 
     @property
     def flower_url(self) -> str | None:
         return self.flower.url if self.flower else None
-
-    def _log(self, name: str) -> IO[str] | int:
-        if self.log_dir is None:
-            return subprocess.DEVNULL
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        handle = (self.log_dir / f"{name}.log").open("w")
-        self._logs.append(handle)
-        return handle
 
     def start(self) -> LocalStack:
         try:
@@ -240,7 +242,13 @@ class LocalStack:
             )
             for queues in groups:
                 name = "all" if self.single_worker else queues[0]
-                worker = WorkerProcess(queues, name, self.settings, self.concurrency, log=self._log(name))
+                worker = WorkerProcess(
+                    queues,
+                    name,
+                    self.settings,
+                    self.concurrency,
+                    log_path=self.log_dir / f"{name}.log" if self.log_dir else None,
+                )
                 self.workers.append(worker.start())
             if self.with_flower:
                 self.flower = FlowerProcess(self.settings).start()
@@ -263,9 +271,10 @@ class LocalStack:
         for worker in self.workers:
             worker.stop()
         if self.redis:
+            # Celery's AsyncResult.__del__ talks to the result backend: collect the result
+            # objects of sent canvases (they sit in reference cycles) while Redis is still up.
+            gc.collect()
             self.redis.close()
-        for handle in self._logs:
-            handle.close()
 
     def __enter__(self) -> LocalStack:
         return self.start()

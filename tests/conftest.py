@@ -66,9 +66,8 @@ def client(settings: Settings) -> Iterator[redis.Redis]:
 
 
 def start_worker(queues: list[str], name: str, settings: Settings, concurrency: int = 2) -> WorkerProcess:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = (LOG_DIR / f"{name}.log").open("w")
-    return WorkerProcess(queues, name, settings, concurrency=concurrency, log=log).start().wait_ready()
+    worker = WorkerProcess(queues, name, settings, concurrency=concurrency, log_path=LOG_DIR / f"{name}.log")
+    return worker.start().wait_ready()
 
 
 @pytest.fixture(scope="session")

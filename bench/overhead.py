@@ -1,0 +1,162 @@
+"""Coordination overhead: the code-review diamond with instant agents, agentchord vs plain Celery.
+
+Both run on the same private Redis and the same worker processes, interleaved run by run, one
+run at a time, so the ratio is measured under the same noise:
+
+- agentchord: review -> (tests || docs) -> merge as a workflow (chain / chord into
+  ``coordinator.advance``, registry reads and writes, event log);
+- plain Celery: ``chain(noop, chord([noop, noop], noop_done))`` of no-op tasks.
+
+Completion is awaited the same way for both: a Redis signal written by the last task
+(agentchord's run_finished event, the plain canvas's RPUSH), never ``AsyncResult.get()``.
+
+    python bench/overhead.py --runs 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import chain, chord
+from celery.result import _set_task_join_will_block
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from coordinator import Step, Workflow, start
+from coordinator.stack import WorkerProcess
+from proj.celery import app, configure
+from proj.queues import COORDINATOR_QUEUE
+from proj.redis_server import RedisServer
+from proj.settings import Settings
+
+DIAMOND = Workflow(
+    name="instant_diamond",
+    steps=[
+        Step(name="review", agent="instant"),
+        Step(name="tests", agent="instant", after=["review"]),
+        Step(name="docs", agent="instant", after=["review"]),
+        Step(name="merge", agent="instant", after=["tests", "docs"]),
+    ],
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def commands_total(client: redis.Redis) -> int:
+    stats: dict[str, Any] = client.info("commandstats")
+    return sum(int(v["calls"]) for v in stats.values())
+
+
+def run_agentchord() -> float:
+    started = time.perf_counter()
+    start(DIAMOND, input={}).wait(timeout=60)
+    return time.perf_counter() - started
+
+
+def run_plain(client: redis.Redis) -> float:
+    key = f"bench:done:{uuid.uuid4().hex}"
+    noop = app.signature("bench.noop", queue="instant", immutable=True)
+    done = app.signature("bench.noop_done", kwargs={"key": key}, queue="instant")
+    canvas = chain(noop.clone(), chord([noop.clone(), noop.clone()], done))
+    started = time.perf_counter()
+    canvas.apply_async()
+    if client.blpop([key], timeout=60) is None:
+        raise RuntimeError("plain canvas did not finish within 60s")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=200, help="runs of each kind (after warm-up)")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    parser.add_argument("--out", default="bench/results/overhead.json")
+    args = parser.parse_args()
+
+    # This process never waits on Celery results (both sides signal completion through Redis),
+    # so tell Celery not to subscribe to every sent task's result channel, as workers do.
+    _set_task_join_will_block(True)
+    with RedisServer() as server:
+        settings = Settings(redis_url=server.url, agent_modules=("bench.tasks",))
+        configure(settings)
+        import bench.tasks  # noqa: F401  (registers the instant role in this process too)
+
+        worker = WorkerProcess(["instant", COORDINATOR_QUEUE], "bench", settings, concurrency=args.concurrency)
+        worker.start().wait_ready()
+        client = redis.Redis.from_url(server.url)
+        try:
+            for _ in range(args.warmup):
+                run_agentchord()
+                run_plain(client)
+            ours: list[float] = []
+            plain: list[float] = []
+            ours_cmds = plain_cmds = 0
+            for _ in range(args.runs):
+                before = commands_total(client)
+                ours.append(run_agentchord())
+                middle = commands_total(client)
+                plain.append(run_plain(client))
+                after = commands_total(client)
+                # INFO itself is one command per reading; leave it out.
+                ours_cmds += middle - before - 1
+                plain_cmds += after - middle - 1
+        finally:
+            worker.stop()
+
+    rows = []
+    for name, values, cmds in (("agentchord", ours, ours_cmds), ("plain Celery", plain, plain_cmds)):
+        rows.append(
+            {
+                "system": name,
+                "p50_ms": percentile(values, 50) * 1000,
+                "p99_ms": percentile(values, 99) * 1000,
+                "mean_ms": statistics.fmean(values) * 1000,
+                "redis_commands_per_run": cmds / args.runs,
+            }
+        )
+    ratio_p50 = rows[0]["p50_ms"] / rows[1]["p50_ms"]
+    ratio_p99 = rows[0]["p99_ms"] / rows[1]["p99_ms"]
+    result = {
+        "runs": args.runs,
+        "worker_processes": args.concurrency,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "rows": rows,
+        "ratio_p50": ratio_p50,
+        "ratio_p99": ratio_p99,
+    }
+    print(
+        f"\nDiamond, instant agents, {args.runs} sequential runs each, interleaved; "
+        f"{args.concurrency} worker processes; {os.cpu_count()} cores\n"
+    )
+    print("| system | P50 ms | P99 ms | mean ms | Redis commands / run |")
+    print("|---|---:|---:|---:|---:|")
+    for row in rows:
+        print(
+            f"| {row['system']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['mean_ms']:.2f} | "
+            f"{row['redis_commands_per_run']:.1f} |"
+        )
+    print(f"| **ratio** | **{ratio_p50:.2f}x** | **{ratio_p99:.2f}x** | | |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
+    sys.stdout.flush()
+    # Skip interpreter finalisation: Celery's AsyncResult.__del__ of the plain chords' results
+    # would try to unsubscribe from the Redis server this script has already stopped.
+    os._exit(0)

@@ -1,0 +1,32 @@
+"""What the benchmark workers run: an instant agent role and plain Celery no-op tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from agents import StepContext, agent
+from proj.celery import app, current_settings
+
+_done_client: redis.Redis | None = None
+
+
+@agent("instant")
+def instant(ctx: StepContext) -> dict[str, Any]:
+    """An agent that does no work: what is left is coordination."""
+    return {}
+
+
+@app.task(name="bench.noop")  # type: ignore[untyped-decorator]
+def noop(*_args: Any, **_kwargs: Any) -> None:
+    """A plain Celery task that does nothing."""
+
+
+@app.task(name="bench.noop_done")  # type: ignore[untyped-decorator]
+def noop_done(_results: Any, key: str) -> None:
+    """Last task of the plain canvas: signal the waiting client (like agentchord's stream)."""
+    global _done_client
+    if _done_client is None:
+        _done_client = redis.Redis.from_url(current_settings().resolved_redis_url)
+    _done_client.rpush(key, 1)
