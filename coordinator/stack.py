@@ -164,7 +164,8 @@ class FlowerProcess:
     def start(self) -> FlowerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "proj", "flower", f"--port={self.port}", "--address=127.0.0.1"],
-            env=settings_env(self.settings),
+            # Flower's HTTP API needs auth unless told otherwise; this one listens on loopback only.
+            env={**settings_env(self.settings), "FLOWER_UNAUTHENTICATED_API": "true"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
