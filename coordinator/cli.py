@@ -22,7 +22,7 @@ from coordinator.specs import builtin_workflows
 from coordinator.stack import LocalStack
 from proj.celery import configure
 from proj.errors import AgentchordError
-from proj.settings import Settings
+from proj.settings import Settings, env_example
 
 # `agentchord up` writes the URL of the private Redis it started here, so other commands in
 # the same directory find the running stack without exporting anything.
@@ -123,6 +123,12 @@ def workflows() -> None:
     """The built-in workflows."""
     for name in builtin_workflows():
         console.print(name)
+
+
+@cli.command("env-example")
+def env_example_command() -> None:
+    """Print every setting with its default (the content of deploy/.env.example)."""
+    sys.stdout.write(env_example())
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ unrelated ready steps get their own chains, so a fast branch never waits on a sl
 from __future__ import annotations
 
 import json
+from graphlib import TopologicalSorter
 from typing import Any
 
 from celery import Celery, chain, chord, group
@@ -19,20 +20,55 @@ from proj.queues import agent_task_name
 
 ADVANCE_TASK = "coordinator.advance"
 
-StepPlan = dict[str, Any]  # {"agent": str, "after": [str], "params": {...}, "index": int}
+# {"agent": str | None, "after": [str], "params": {...}, "index": int, "approval"?: {...}}
+StepPlan = dict[str, Any]
 
 
 def step_plans(workflow: Workflow) -> dict[str, str]:
     """Each step's plan as JSON, stored once per run for agents and callbacks to read."""
-    return {
-        step.name: json.dumps({"agent": step.agent, "after": step.after, "params": step.params, "index": index})
-        for index, step in enumerate(workflow.steps)
-    }
+    plans = {}
+    for index, step in enumerate(workflow.steps):
+        plan: StepPlan = {"agent": step.agent, "after": step.after, "params": step.params, "index": index}
+        if step.approval is not None:
+            plan["approval"] = step.approval.model_dump(by_alias=True)
+        plans[step.name] = json.dumps(plan)
+    return plans
 
 
-def ready_steps(plan: dict[str, StepPlan], done: set[str], dispatched: set[str]) -> list[str]:
-    """Steps not yet dispatched whose dependencies have all stored results."""
-    return [name for name, step in plan.items() if name not in dispatched and all(dep in done for dep in step["after"])]
+def is_gate(plan: StepPlan) -> bool:
+    return plan.get("approval") is not None
+
+
+def skipped_steps(plan: dict[str, StepPlan], decisions: dict[str, str]) -> set[str]:
+    """Steps that will never run, given the gates decided so far (``decisions``: step -> state).
+
+    Behind an approved gate its ``on_reject`` branch is skipped; behind a rejected gate with an
+    ``on_reject`` branch, everything but that branch is skipped. Skipping is transitive.
+    """
+    order = TopologicalSorter({name: step["after"] for name, step in plan.items()}).static_order()
+    skipped: set[str] = set()
+    for name in order:
+        for dep in plan[name]["after"]:
+            gate = plan[dep].get("approval")
+            decided = decisions.get(dep)
+            if dep in skipped:
+                skipped.add(name)
+            elif gate and decided in ("approved", "rejected"):
+                is_branch = name == gate.get("on_reject")
+                if (decided == "approved") == is_branch:
+                    skipped.add(name)
+    return skipped
+
+
+def ready_steps(
+    plan: dict[str, StepPlan], done: set[str], dispatched: set[str], skipped: frozenset[str] | set[str] = frozenset()
+) -> list[str]:
+    """Steps not yet dispatched nor skipped whose dependencies have all stored results."""
+    return [
+        name
+        for name, step in plan.items()
+        if name not in dispatched and name not in skipped and all(dep in done for dep in step["after"])
+    ]
 
 
 def join_groups(steps: list[str], plan: dict[str, StepPlan]) -> list[list[str]]:

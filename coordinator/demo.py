@@ -46,7 +46,7 @@ SAMPLE_DIFF = '''\
 def run_demo(settings: Settings, console: Console, timeout_s: float = 120.0) -> int:
     """Start the stack, run ``code_review`` on :data:`SAMPLE_DIFF`, print outputs and timings."""
     workflow = builtin_workflow("code_review")
-    roles = sorted({step.agent for step in workflow.steps})
+    roles = sorted({step.agent for step in workflow.steps if step.agent})
     console.print(
         f"[bold]agentchord demo[/]: starting Redis, one worker per role ({', '.join(roles)}), "
         "a coordinator worker and Flower ..."

@@ -15,12 +15,14 @@ from typing import Any
 from pydantic import BaseModel
 
 import agents
-from coordinator.callbacks import dispatch_ready
-from coordinator.compile import step_plans, step_task_id
+from coordinator.approvals import Decision, resume
+from coordinator.checkpoints import ApprovalView, approval_id, get_approval
+from coordinator.compile import skipped_steps, step_plans, step_task_id
+from coordinator.dispatch import dispatch_ready
 from coordinator.specs import Workflow, resolve_workflow
 from coordinator.timing import RunTimings, compute_timings
 from proj.celery import app, current_settings
-from proj.errors import InvalidInputError, RunFailedError, RunNotFoundError, RunTimeoutError
+from proj.errors import ApprovalNotFoundError, InvalidInputError, RunFailedError, RunNotFoundError, RunTimeoutError
 from proj.registry import TERMINAL_STATES, Event, Registry, registry_for
 from proj.settings import Settings
 
@@ -64,12 +66,14 @@ class Run:
 
     def status(self) -> RunStatus:
         record = self._record()
-        plan = self.plan()
+        snapshot = self._registry.snapshot(self.id)
+        plan = snapshot.plan
+        skipped = skipped_steps(plan, snapshot.approvals)
         records = self._registry.step_records(self.id)
         steps = {
             name: StepStatus(
-                state=records.get(name, {}).get("state", "pending"),
-                agent=str(step["agent"]),
+                state="skipped" if name in skipped else records.get(name, {}).get("state", "pending"),
+                agent=step["agent"] or "(approval)",
                 worker=records.get(name, {}).get("worker"),
                 error=records.get(name, {}).get("error"),
                 body_runs=int(records.get(name, {}).get("body_runs", 0)),
@@ -91,6 +95,13 @@ class Run:
         results = self._registry.results(self.id)
         return {step: results[step] for step in self.plan() if step in results}
 
+    def wait_for_approval(self, timeout: float = 60.0) -> ApprovalView:
+        """Block until the run parks at a gate (on its event stream); that approval."""
+        event = self._registry.wait_event(self.id, {"approval_requested"}, timeout)
+        if event is None:
+            raise RunTimeoutError(self.id, timeout, self._record()["state"])
+        return get_approval(self._registry, self._registry.settings, event.fields["approval_id"])
+
     def wait(self, timeout: float = 60.0) -> dict[str, Any]:
         """Block until the run ends (on its event stream, not on Celery results).
 
@@ -105,6 +116,33 @@ class Run:
         if state != "succeeded":
             raise RunFailedError(self.id, state, self._record().get("error"))
         return self.results()
+
+    def approvals(self) -> list[ApprovalView]:
+        """This run's approvals (pending and decided), in step order."""
+        settings = self._registry.settings
+        gates = self._registry.snapshot(self.id).approvals
+        return [
+            get_approval(self._registry, settings, approval_id(self.id, step)) for step in self.plan() if step in gates
+        ]
+
+    def approve(
+        self, decision: Decision = "approve", *, comment: str = "", data: Any = None, step: str | None = None
+    ) -> ApprovalView:
+        """Decide this run's pending approval (``step`` picks one when several are pending)."""
+        return resume(self._registry, self._pending_id(step), decision, comment=comment, data=data, actor="python")
+
+    def reject(self, *, comment: str = "", data: Any = None, step: str | None = None) -> ApprovalView:
+        return self.approve("reject", comment=comment, data=data, step=step)
+
+    def _pending_id(self, step: str | None) -> str:
+        if step is not None:
+            return approval_id(self.id, step)
+        pending = [s for s, state in self._registry.snapshot(self.id).approvals.items() if state == "pending"]
+        if len(pending) != 1:
+            raise ApprovalNotFoundError(
+                f"{self.id}.<step> (pending gates: {', '.join(pending) or 'none'}; pass step=...)"
+            )
+        return approval_id(self.id, pending[0])
 
     def cancel(self) -> bool:
         """Stop the run: no step is dispatched after this, and queued step tasks are revoked.

@@ -20,14 +20,17 @@ from graphlib import CycleError as GraphCycleError
 from graphlib import TopologicalSorter
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from jsonschema.exceptions import SchemaError
+from jsonschema.validators import validator_for
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 
 from proj.errors import (
     CycleError,
     DuplicateStepError,
+    InvalidApprovalError,
     SpecFileError,
     UnknownAgentError,
     UnknownDependencyError,
@@ -37,17 +40,59 @@ from proj.errors import (
 _NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 
 
+class Approval(BaseModel):
+    """A human approval gate: the run parks here until a reviewer decides (or the deadline).
+
+    Example:
+        >>> Approval(prompt="Merge?", schema={"type": "object"}, timeout_s=3600, on_timeout="reject")
+        Approval(prompt='Merge?', show=None, data_schema={'type': 'object'}, timeout_s=3600.0, ...)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    prompt: str = Field(default="Approve?", min_length=1, description="What the reviewer is asked.")
+    show: list[str] | None = Field(
+        default=None, description="Steps whose outputs the reviewer sees; default: the gate's dependencies."
+    )
+    data_schema: dict[str, JsonValue] | None = Field(
+        default=None,
+        alias="schema",
+        description="JSON Schema (or a pydantic model class) the reviewer's `data` must satisfy.",
+    )
+    timeout_s: float | None = Field(default=None, gt=0, description="Deadline after parking, in seconds.")
+    on_timeout: Literal["reject", "approve", "escalate"] = "reject"
+    on_reject: str | None = Field(
+        default=None, description="A step (depending on this gate) that runs only if the gate rejects."
+    )
+
+    @field_validator("data_schema", mode="before")
+    @classmethod
+    def _schema_from_model(cls, value: Any) -> Any:
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return value.model_json_schema()
+        return value
+
+
 class Step(BaseModel):
-    """One step: an agent role run once the steps in ``after`` have succeeded."""
+    """One step: an agent role (or an approval gate) run once the steps in ``after`` succeeded."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=_NAME)
-    agent: str = Field(min_length=1)
+    agent: str | None = Field(default=None, min_length=1)
+    approval: Approval | None = None
     after: list[str] = Field(default_factory=list)
     params: dict[str, JsonValue] = Field(
         default_factory=dict, description="Step configuration the agent reads (ctx.params)."
     )
+
+    @model_validator(mode="after")
+    def _agent_or_approval(self) -> Step:
+        if (self.agent is None) == (self.approval is None):
+            raise InvalidApprovalError(
+                self.name, "a step needs exactly one of `agent` (a role) or `approval` (a human gate)"
+            )
+        return self
 
 
 class Workflow(BaseModel):
@@ -74,6 +119,9 @@ class Workflow(BaseModel):
             tuple(TopologicalSorter(self.dependencies()).static_order())
         except GraphCycleError as exc:
             raise CycleError(list(exc.args[1])[::-1]) from None
+        for step in self.steps:
+            if step.approval is not None:
+                _check_gate(self, step.name, step.approval)
         return self
 
     def dependencies(self) -> dict[str, list[str]]:
@@ -85,11 +133,28 @@ class Workflow(BaseModel):
     def check_agents(self, known: list[str]) -> None:
         """Raise :class:`UnknownAgentError` for the first step whose agent is not in ``known``."""
         for step in self.steps:
-            if step.agent not in known:
+            if step.agent is not None and step.agent not in known:
                 raise UnknownAgentError(step.agent, step.name, known)
 
     def to_json(self) -> str:
         return self.model_dump_json()
+
+
+def _check_gate(workflow: Workflow, name: str, gate: Approval) -> None:
+    for shown in gate.show or []:
+        if shown not in workflow.dependencies():
+            raise InvalidApprovalError(name, f"`show` names {shown!r}, which is not a step of this workflow")
+    if gate.on_reject is not None:
+        branch = next((s for s in workflow.steps if s.name == gate.on_reject), None)
+        if branch is None or name not in branch.after:
+            raise InvalidApprovalError(
+                name, f"`on_reject` must name a step that lists {name!r} in `after`; got {gate.on_reject!r}"
+            )
+    if gate.data_schema is not None:
+        try:
+            validator_for(gate.data_schema).check_schema(gate.data_schema)
+        except SchemaError as exc:
+            raise InvalidApprovalError(name, f"`schema` is not a valid JSON Schema: {exc.message}") from None
 
 
 def parse_workflow(data: Any, source: str = "<data>") -> Workflow:

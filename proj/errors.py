@@ -10,12 +10,21 @@
     │   ├── UnknownDependencyError
     │   ├── CycleError
     │   ├── InvalidInputError
+    │   ├── InvalidApprovalError
     │   └── SpecFileError
     ├── UnknownWorkflowError        `run NAME` with no such built-in or file
     ├── RunNotFoundError            no run with that id (never existed, or expired)
     ├── RunTimeoutError             `Run.wait` gave up; the run goes on
-    ├── RunFailedError              `Run.wait` on a run that ended failed or cancelled
-    └── StepFailedError             an agent body raised; recorded, and the run fails
+    ├── RunFailedError              `Run.wait` on a run that ended failed, cancelled or rejected
+    ├── StepFailedError             an agent body raised; recorded, and the run fails
+    ├── ApprovalError               a resume that changes nothing
+    │   ├── ApprovalNotFoundError       no such approval (HTTP 404)
+    │   ├── ApprovalConflictError       already decided; carries the decision that won (409)
+    │   ├── ApprovalClosedError         its run ended (cancelled, failed, ...) (410)
+    │   └── ApprovalDataError           the reviewer's data fails the gate's schema (422)
+    └── RequestRejectedError        an inbound HTTP request refused before it reaches a run
+        ├── AuthenticationError         missing/invalid/expired signature or token (401)
+        └── ReplayedWebhookError        a webhook-id seen before (409)
 
 Every exception passes all its constructor arguments to ``super().__init__`` so that Celery's
 JSON result backend can rebuild it (a test round-trips each one).
@@ -84,6 +93,15 @@ class InvalidInputError(WorkflowSpecError):
         return f"workflow input is not valid: {self.reason}"
 
 
+class InvalidApprovalError(WorkflowSpecError):
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(step, reason)
+        self.step, self.reason = step, reason
+
+    def __str__(self) -> str:
+        return f"approval gate {self.step!r} is not valid: {self.reason}"
+
+
 class SpecFileError(WorkflowSpecError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(path, reason)
@@ -139,3 +157,65 @@ class StepFailedError(AgentchordError):
 
     def __str__(self) -> str:
         return f"step {self.step!r} of run {self.run_id} failed: {self.error}"
+
+
+class ApprovalError(AgentchordError):
+    """A resume call that changes nothing; the subclass says why."""
+
+
+class ApprovalNotFoundError(ApprovalError):
+    def __init__(self, approval_id: str) -> None:
+        super().__init__(approval_id)
+        self.approval_id = approval_id
+
+    def __str__(self) -> str:
+        return f"no approval {self.approval_id!r} (never requested, or expired with its run)"
+
+
+class ApprovalConflictError(ApprovalError):
+    def __init__(self, approval_id: str, state: str, decision: str) -> None:
+        super().__init__(approval_id, state, decision)
+        self.approval_id, self.state, self.decision = approval_id, state, decision
+
+    def __str__(self) -> str:
+        return f"approval {self.approval_id} was already decided: {self.decision!r} won"
+
+
+class ApprovalClosedError(ApprovalError):
+    def __init__(self, approval_id: str, reason: str) -> None:
+        super().__init__(approval_id, reason)
+        self.approval_id, self.reason = approval_id, reason
+
+    def __str__(self) -> str:
+        return f"approval {self.approval_id} is closed ({self.reason}); nothing was changed"
+
+
+class ApprovalDataError(ApprovalError):
+    def __init__(self, approval_id: str, errors: list[str]) -> None:
+        super().__init__(approval_id, errors)
+        self.approval_id, self.errors = approval_id, errors
+
+    def __str__(self) -> str:
+        return f"data for approval {self.approval_id} fails the gate's schema: {'; '.join(self.errors)}"
+
+
+class RequestRejectedError(AgentchordError):
+    """An inbound HTTP request that is refused before it reaches the workflow."""
+
+
+class AuthenticationError(RequestRejectedError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"not authenticated: {self.reason}"
+
+
+class ReplayedWebhookError(RequestRejectedError):
+    def __init__(self, webhook_id: str) -> None:
+        super().__init__(webhook_id)
+        self.webhook_id = webhook_id
+
+    def __str__(self) -> str:
+        return f"webhook-id {self.webhook_id!r} was already delivered; replays change nothing"

@@ -19,6 +19,11 @@ class RunKeys:
     steps: str  # hash: "<step>.<field>" -> timing/metadata of each step
     dispatched: str  # set: steps whose task messages were sent
     events: str  # stream: the run's event log
+    approvals: str  # hash: gate step -> approval state (pending, approved, rejected, closed)
+
+    def approval(self, step: str) -> str:
+        """Hash: the approval checkpoint of gate ``step`` (request, deadline, decision)."""
+        return f"{self.run}:approval:{step}"
 
     def claim(self, step: str) -> str:
         """String key with a lease: which delivery of ``step`` runs the agent body."""
@@ -27,7 +32,7 @@ class RunKeys:
     @property
     def durable(self) -> list[str]:
         """The keys that live as long as the run (all but claims, which carry their own TTL)."""
-        return [self.run, self.plan, self.results, self.steps, self.dispatched, self.events]
+        return [self.run, self.plan, self.results, self.steps, self.dispatched, self.events, self.approvals]
 
 
 @dataclass(frozen=True)
@@ -45,11 +50,26 @@ class Keys:
             steps=f"{base}:steps",
             dispatched=f"{base}:dispatched",
             events=f"{base}:events",
+            approvals=f"{base}:approvals",
         )
 
     def idempotency(self, key: str) -> str:
         """String: a start idempotency key -> the run id it started."""
         return f"{self.prefix}:idem:{key}"
+
+    @property
+    def pending_approvals(self) -> str:
+        """Sorted set: pending approval ids scored by when they were requested."""
+        return f"{self.prefix}:approvals:pending"
+
+    @property
+    def approval_deadlines(self) -> str:
+        """Sorted set: approval ids scored by their deadline (server clock)."""
+        return f"{self.prefix}:approvals:deadlines"
+
+    def webhook_seen(self, webhook_id: str) -> str:
+        """String with a TTL: an inbound webhook-id already accepted (the replay store)."""
+        return f"{self.prefix}:webhook:seen:{webhook_id}"
 
     @property
     def runs_index(self) -> str:

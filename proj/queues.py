@@ -11,6 +11,9 @@ from typing import Any
 AGENT_TASK_PREFIX = "agents."
 COORDINATOR_TASK_PREFIX = "coordinator."
 COORDINATOR_QUEUE = "coordinator"
+NOTIFICATIONS_QUEUE = "notifications"
+# Coordinator tasks that get a queue of their own: outbound HTTP must never delay a handoff.
+_OWN_QUEUE = {"coordinator.notify_approval": NOTIFICATIONS_QUEUE}
 
 
 def agent_task_name(role: str) -> str:
@@ -19,10 +22,11 @@ def agent_task_name(role: str) -> str:
 
 
 def queue_for_task(name: str) -> str:
-    """The queue a task name goes to: its role for agents, ``coordinator`` otherwise."""
+    """The queue a task name goes to: its role for agents, ``notifications`` for outbound
+    webhooks, ``coordinator`` otherwise."""
     if name.startswith(AGENT_TASK_PREFIX):
         return name[len(AGENT_TASK_PREFIX) :]
-    return COORDINATOR_QUEUE
+    return _OWN_QUEUE.get(name, COORDINATOR_QUEUE)
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> dict[str, str]:

@@ -20,7 +20,7 @@ from proj.keys import Keys, RunKeys
 from proj.settings import Settings
 
 RUN_FINISHED = "run_finished"
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "rejected"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class RunSnapshot:
     plan: dict[str, dict[str, Any]]
     done: set[str]
     dispatched: set[str]
+    approvals: dict[str, str] = field(default_factory=dict)  # gate step -> approval state
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class Registry:
         self._finish = client.register_script(lua.FINISH_STEP)
         self._fail = client.register_script(lua.FAIL_STEP)
         self._finish_run = client.register_script(lua.FINISH_RUN)
+        self._park = client.register_script(lua.PARK)
+        self._decide = client.register_script(lua.DECIDE)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -87,6 +90,10 @@ class Registry:
 
     def run_keys(self, run_id: str) -> RunKeys:
         return self.keys.run(run_id)
+
+    def _base(self, run_id: str) -> list[str]:
+        """The keys every run script takes first (see proj.lua)."""
+        return [*self.run_keys(run_id).durable, self.keys.pending_approvals, self.keys.approval_deadlines]
 
     def _ends(self) -> list[int]:
         return [self.settings.finished_run_ttl_s, self.settings.idempotency_ttl_s]
@@ -103,21 +110,20 @@ class Registry:
         idempotency_key: str | None,
     ) -> tuple[bool, str]:
         """Create a run; with an idempotency key already used, return ``(False, that run id)``."""
-        rk = self.run_keys(run_id)
         idem_key = self.keys.idempotency(idempotency_key or run_id)
         prune_before = time.time() - self.settings.finished_run_ttl_s
         args: list[Any] = [run_id, workflow, spec_json, input_json, "1" if idempotency_key else "0"]
         args.append(f"{prune_before:.6f}")
         for step, step_plan in plan.items():
             args += [step, step_plan]
-        created, existing = self._start(keys=[*rk.durable, idem_key, self.keys.runs_index], args=args)
+        created, existing = self._start(keys=[*self._base(run_id), idem_key, self.keys.runs_index], args=args)
         return bool(created), str(existing)
 
     def claim_dispatch(self, run_id: str, steps: list[str]) -> list[str]:
         """Mark ``steps`` dispatched; returns those this caller claimed (each is claimed once)."""
         if not steps:
             return []
-        return list(self._dispatch(keys=self.run_keys(run_id).durable, args=steps))
+        return list(self._dispatch(keys=self._base(run_id), args=steps))
 
     def snapshot(self, run_id: str) -> RunSnapshot:
         rk = self.run_keys(run_id)
@@ -126,7 +132,8 @@ class Registry:
             pipe.hgetall(rk.plan)
             pipe.hkeys(rk.results)
             pipe.smembers(rk.dispatched)
-            state, plan, done, dispatched = pipe.execute()
+            pipe.hgetall(rk.approvals)
+            state, plan, done, dispatched, approvals = pipe.execute()
         steps = {step: json.loads(raw) for step, raw in plan.items()}
         return RunSnapshot(
             state=state,
@@ -134,6 +141,7 @@ class Registry:
             plan=dict(sorted(steps.items(), key=lambda item: item[1].get("index", 0))),
             done=set(done),
             dispatched=set(dispatched),
+            approvals=dict(approvals),
         )
 
     # -- a step's life -----------------------------------------------------------------------
@@ -142,7 +150,7 @@ class Registry:
         """Claim ``step`` with a lease and read its context, in one round trip."""
         rk = self.run_keys(run_id)
         lease_ms = self.settings.step_lease_s * 1000
-        reply = self._begin(keys=[*rk.durable, rk.claim(step)], args=[step, token, lease_ms, worker])
+        reply = self._begin(keys=[*self._base(run_id), rk.claim(step)], args=[step, token, lease_ms, worker])
         status = reply[0]
         if status == "busy":
             return BeginOutcome("busy", retry_in_ms=max(int(reply[1]), 0))
@@ -162,23 +170,83 @@ class Registry:
         args: list[Any] = [step, token, result_json]
         for name, value in metadata.items():
             args += [name, value]
-        return bool(self._finish(keys=[*rk.durable, rk.claim(step)], args=args))
+        return bool(self._finish(keys=[*self._base(run_id), rk.claim(step)], args=args))
 
     def fail_step(self, run_id: str, step: str, token: str, error: str) -> bool:
         """Record a step failure and end the run ``failed``; True if this call ended it."""
         rk = self.run_keys(run_id)
         args: list[Any] = [step, token, error, *self._ends()]
-        return bool(self._fail(keys=[*rk.durable, rk.claim(step)], args=args))
+        return bool(self._fail(keys=[*self._base(run_id), rk.claim(step)], args=args))
 
     def finish_run(self, run_id: str, state: str, error: str = "") -> bool:
         """Move a running run to a terminal ``state`` once; True if this call did it."""
-        rk = self.run_keys(run_id)
-        return bool(self._finish_run(keys=rk.durable, args=[state, error, *self._ends()]))
+        return bool(self._finish_run(keys=self._base(run_id), args=[state, error, *self._ends()]))
+
+    # -- approvals ---------------------------------------------------------------------------
+
+    def park(self, run_id: str, step: str, approval_id: str, request_json: str, timeout_s: float | None) -> bool:
+        """Write the approval checkpoint and park the run; True if this call parked it."""
+        keys = [*self._base(run_id), self.run_keys(run_id).approval(step)]
+        timeout = "" if timeout_s is None else f"{timeout_s:.6f}"
+        return bool(self._park(keys=keys, args=[step, approval_id, request_json, timeout]))
+
+    def decide(
+        self,
+        run_id: str,
+        step: str,
+        approval_id: str,
+        decision: str,
+        *,
+        comment: str,
+        data_json: str,
+        actor: str,
+        output_json: str,
+        reject_ends_run: bool,
+        due_before: float | None = None,
+    ) -> list[str]:
+        """Apply one decision atomically; only the first decision on a pending approval wins."""
+        keys = [*self._base(run_id), self.run_keys(run_id).approval(step)]
+        args: list[Any] = [step, approval_id, decision, comment, data_json, actor, output_json]
+        args += ["1" if reject_ends_run else "0", *self._ends()]
+        args.append("" if due_before is None else f"{due_before:.6f}")
+        return [str(part) for part in self._decide(keys=keys, args=args)]
+
+    def approval(self, run_id: str, step: str) -> dict[str, str]:
+        return dict(self.client.hgetall(self.run_keys(run_id).approval(step)))
+
+    def pending_approval_ids(self, limit: int = 100) -> list[str]:
+        return list(self.client.zrange(self.keys.pending_approvals, 0, limit - 1))
+
+    def due_approval_ids(self, now: float | None = None, limit: int = 100) -> list[str]:
+        """Approvals whose deadline has passed (by the Redis server clock unless ``now`` is given)."""
+        if now is None:
+            seconds, micros = self.client.time()
+            now = seconds + micros / 1e6
+        return list(self.client.zrangebyscore(self.keys.approval_deadlines, "-inf", now, start=0, num=limit))
+
+    def server_time(self) -> float:
+        seconds, micros = self.client.time()
+        return float(seconds + micros / 1e6)
+
+    def add_event(self, run_id: str, type_: str, **fields: str) -> None:
+        """Append an event that is not part of a step transition (e.g. a notification)."""
+        self.client.xadd(self.run_keys(run_id).events, {"type": type_, "at": f"{self.server_time():.6f}", **fields})
+
+    def claim_webhook_id(self, webhook_id: str, ttl_s: int) -> bool:
+        """The replay store: True the first time an inbound webhook-id is seen within ``ttl_s``."""
+        return bool(self.client.set(self.keys.webhook_seen(webhook_id), "1", nx=True, ex=ttl_s))
 
     # -- reading -----------------------------------------------------------------------------
 
     def run_record(self, run_id: str) -> dict[str, str]:
         return dict(self.client.hgetall(self.run_keys(run_id).run))
+
+    def results_of(self, run_id: str, steps: list[str]) -> dict[str, Any]:
+        """Outputs of ``steps`` that have one (one HMGET)."""
+        if not steps:
+            return {}
+        values = self.client.hmget(self.run_keys(run_id).results, steps)
+        return {step: json.loads(value) for step, value in zip(steps, values, strict=True) if value is not None}
 
     def results(self, run_id: str) -> dict[str, Any]:
         raw = self.client.hgetall(self.run_keys(run_id).results)
@@ -201,6 +269,11 @@ class Registry:
 
         The stream is the signal (XREAD BLOCK), so this wakes as soon as the run ends.
         """
+        event = self.wait_event(run_id, {RUN_FINISHED}, timeout_s)
+        return None if event is None else event.fields.get("state")
+
+    def wait_event(self, run_id: str, types: set[str], timeout_s: float) -> Event | None:
+        """The first event of one of ``types`` in the run's log (past or future), or None."""
         rk = self.run_keys(run_id)
         deadline = time.monotonic() + timeout_s
         last_id = "0-0"
@@ -213,8 +286,8 @@ class Registry:
             for _stream, entries in reply or []:
                 for entry_id, fields in entries:
                     last_id = entry_id
-                    if fields.get("type") == RUN_FINISHED:
-                        return str(fields.get("state"))
+                    if fields.get("type") in types:
+                        return _event(entry_id, fields)
             if not reply and self.client.hget(rk.run, "state") is None:
                 return None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DAY_S = 24 * 3600
@@ -59,7 +59,42 @@ class Settings(BaseSettings):
         description="Redis broker visibility timeout: an unacked message is redelivered after it.",
     )
 
-    @field_validator("agent_modules", mode="before")
+    # -- human approval: the HTTP API, webhooks in and out, deadlines -------------------------
+    api_host: str = Field(default="127.0.0.1", description="Address `agentchord api` listens on.")
+    api_port: int = Field(default=8000, ge=0, le=65535, description="Port `agentchord api` listens on.")
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base URL of the API as reviewers reach it; resume URLs are built from it.",
+    )
+    api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description="Bearer tokens accepted by the API (comma-separated; several allow rotation).",
+    )
+    webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description="Standard Webhooks secrets (whsec_...) accepted on inbound requests, "
+        "comma-separated: old and new are both valid during a rotation. The first signs outbound "
+        "notifications.",
+    )
+    webhook_tolerance_s: int = Field(
+        default=300, gt=0, le=300, description="Max age/skew of an inbound webhook-timestamp."
+    )
+    max_body_bytes: int = Field(default=65536, gt=0, description="Largest request body the API accepts.")
+    approval_webhook_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="URLs that get a signed POST when a run parks at an approval (comma-separated).",
+    )
+    notify_max_attempts: int = Field(
+        default=8, ge=1, description="Delivery attempts of one outbound notification (5xx/timeouts)."
+    )
+    notify_backoff_s: float = Field(
+        default=2.0, gt=0, description="First retry delay of a notification; doubles each attempt."
+    )
+    deadline_sweep_interval_s: float = Field(
+        default=5.0, gt=0, description="How often the beat schedule sweeps approval deadlines."
+    )
+
+    @field_validator("agent_modules", "api_tokens", "webhook_secrets", "approval_webhook_urls", mode="before")
     @classmethod
     def _split_modules(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -77,3 +112,15 @@ class Settings(BaseSettings):
                 "which start a private redis-server"
             )
         return self.redis_url
+
+
+def env_example() -> str:
+    """Every setting as ``AGENTCHORD_NAME=default`` with its description: deploy/.env.example."""
+    lines = ["# Every agentchord setting, with its default. Copy to deploy/.env and edit.", ""]
+    for name, field in Settings.model_fields.items():
+        default: Any = field.get_default(call_default_factory=True)
+        if isinstance(default, tuple):
+            default = ",".join(str(item) for item in default)
+        lines.append(f"# {field.description}")
+        lines.append(f"AGENTCHORD_{name.upper()}={'' if default is None else default}")
+    return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ import yaml
 
 from agents.base import _ROLES
 from proj.queues import COORDINATOR_QUEUE
-from proj.settings import Settings
+from proj.settings import Settings, env_example
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -34,6 +34,7 @@ def test_redis_service_persists_with_aof_and_never_evicts() -> None:
 
 
 def test_env_example_lists_every_setting_and_nothing_else() -> None:
+    assert (DEPLOY / ".env.example").read_text() == env_example(), "run: agentchord env-example > deploy/.env.example"
     listed = {
         line.split("=", 1)[0]
         for line in (DEPLOY / ".env.example").read_text().splitlines()

@@ -21,6 +21,15 @@ SAMPLES: list[errors.AgentchordError] = [
     errors.RunTimeoutError("r1", 1.5, "running"),
     errors.RunFailedError("r1", "failed", "boom"),
     errors.StepFailedError("r1", "review", "ValueError: boom"),
+    errors.InvalidApprovalError("approve", "bad schema"),
+    errors.ApprovalError("x"),
+    errors.ApprovalNotFoundError("r1.approve"),
+    errors.ApprovalConflictError("r1.approve", "approved", "approve"),
+    errors.ApprovalClosedError("r1.approve", "run cancelled"),
+    errors.ApprovalDataError("r1.approve", ["'x' is a required property"]),
+    errors.RequestRejectedError("x"),
+    errors.AuthenticationError("invalid signature"),
+    errors.ReplayedWebhookError("msg_1"),
 ]
 
 

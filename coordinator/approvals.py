@@ -1,0 +1,123 @@
+"""Resuming parked runs: the one code path behind the webhook, Python, the CLI and deadlines.
+
+Exactly one decision wins per approval: the transition is one Lua script that only acts on a
+pending approval. Every other call gets :class:`ApprovalConflictError` carrying the decision
+that won, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from jsonschema.validators import validator_for
+
+from coordinator.checkpoints import ApprovalView, get_approval, send_notifications, split_approval_id
+from coordinator.dispatch import dispatch_ready
+from proj.errors import ApprovalClosedError, ApprovalConflictError, ApprovalDataError, ApprovalNotFoundError
+from proj.registry import Registry
+
+Decision = Literal["approve", "reject"]
+TIMEOUT_ACTOR = "deadline"
+
+
+def resume(
+    registry: Registry,
+    aid: str,
+    decision: Decision,
+    *,
+    comment: str = "",
+    data: Any = None,
+    actor: str = "python",
+) -> ApprovalView:
+    """Decide approval ``aid``; on approve the steps after the gate are dispatched.
+
+    Raises :class:`ApprovalNotFoundError`, :class:`ApprovalDataError` (data fails the gate's
+    schema; nothing changes), :class:`ApprovalConflictError` (already decided) or
+    :class:`ApprovalClosedError` (the run ended).
+    """
+    view = get_approval(registry, registry.settings, aid)
+    if decision == "approve" and view.data_schema is not None:
+        _check_data(aid, view.data_schema, {} if data is None else data)
+    _apply(registry, aid, decision, comment=comment, data=data, actor=actor)
+    return get_approval(registry, registry.settings, aid)
+
+
+def _check_data(aid: str, schema: dict[str, Any], data: Any) -> None:
+    validator = validator_for(schema)(schema)
+    problems = [
+        f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
+        for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    ]
+    if problems:
+        raise ApprovalDataError(aid, problems)
+
+
+def _apply(
+    registry: Registry,
+    aid: str,
+    decision: str,
+    *,
+    comment: str,
+    data: Any,
+    actor: str,
+    due_before: float | None = None,
+) -> str:
+    """Run the decision script and follow up; returns its status (``ok``, ``escalated``,
+    ``not_due``) or raises why nothing changed."""
+    run_id, step = split_approval_id(aid)
+    plan = registry.snapshot(run_id).plan
+    gate = plan.get(step, {}).get("approval") or {}
+    output = {"decision": decision, "comment": comment, "data": data, "decided_by": actor}
+    reply = registry.decide(
+        run_id,
+        step,
+        aid,
+        decision,
+        comment=comment,
+        data_json=json.dumps(data),
+        actor=actor,
+        output_json=json.dumps(output),
+        reject_ends_run=gate.get("on_reject") is None,
+        due_before=due_before,
+    )
+    status = reply[0]
+    if status == "missing":
+        raise ApprovalNotFoundError(aid)
+    if status == "closed":
+        raise ApprovalClosedError(aid, reply[1])
+    if status == "decided":
+        raise ApprovalConflictError(aid, reply[1], reply[2])
+    if status == "escalated":
+        send_notifications(registry.settings, aid, "approval.escalated")
+    elif status == "ok":
+        dispatch_ready(registry, run_id)
+    return status
+
+
+def sweep_deadlines(registry: Registry, now: float | None = None) -> list[tuple[str, str]]:
+    """Apply ``on_timeout`` to every approval past its deadline; returns (approval, action).
+
+    Safe with any number of sweepers at once: the decision script acts only on a pending
+    approval whose deadline has passed, so each deadline fires exactly once.
+    """
+    now = registry.server_time() if now is None else now
+    fired = []
+    for aid in registry.due_approval_ids(now):
+        try:
+            view = get_approval(registry, registry.settings, aid)
+            action = view.on_timeout
+            status = _apply(
+                registry,
+                aid,
+                action,
+                comment=f"deadline passed ({action})",
+                data=None,
+                actor=TIMEOUT_ACTOR,
+                due_before=now,
+            )
+        except (ApprovalConflictError, ApprovalClosedError, ApprovalNotFoundError):
+            continue  # another sweeper or a reviewer got there first
+        if status != "not_due":
+            fired.append((aid, action))
+    return fired

@@ -1,0 +1,126 @@
+"""Approval checkpoints: parking a run at a gate, and reading what is parked.
+
+When a gate becomes ready, the run *parks*: the request (prompt, the outputs the reviewer is
+shown, the answer schema, the deadline) is written to Redis with the run's state set to
+``waiting_approval``, and nothing else happens: no task, worker slot or process waits for it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from coordinator.compile import StepPlan
+from proj.celery import app
+from proj.errors import ApprovalNotFoundError
+from proj.registry import Registry
+from proj.settings import Settings
+
+NOTIFY_TASK = "coordinator.notify_approval"
+
+
+def approval_id(run_id: str, step: str) -> str:
+    """The id of the approval at gate ``step`` of ``run_id`` (run ids never contain a dot)."""
+    return f"{run_id}.{step}"
+
+
+def split_approval_id(value: str) -> tuple[str, str]:
+    run_id, dot, step = value.partition(".")
+    if not dot or not run_id or not step:
+        raise ApprovalNotFoundError(value)
+    return run_id, step
+
+
+class ApprovalView(BaseModel):
+    """An approval as reviewers, the API and the CLI see it."""
+
+    id: str
+    run_id: str
+    step: str
+    workflow: str
+    state: str  # pending | approved | rejected | closed
+    prompt: str
+    context: dict[str, Any]
+    data_schema: dict[str, Any] | None
+    requested_at: float
+    deadline: float | None
+    on_timeout: str
+    escalated: bool
+    decision: str | None = None
+    comment: str | None = None
+    data: Any = None
+    actor: str | None = None
+    decided_at: float | None = None
+    resume_url: str
+
+
+def park_gate(registry: Registry, settings: Settings, run_id: str, step: str, plan: dict[str, StepPlan]) -> bool:
+    """Write the checkpoint for gate ``step`` and notify; True if this call parked the run."""
+    gate = plan[step]["approval"]
+    shown = gate.get("show") or plan[step]["after"]
+    outputs = registry.results_of(run_id, shown)
+    request = {
+        "prompt": gate["prompt"],
+        "context": outputs,
+        "schema": gate.get("schema"),
+        "on_timeout": gate["on_timeout"],
+        "on_reject": gate.get("on_reject"),
+        "workflow": registry.run_record(run_id).get("workflow", ""),
+    }
+    aid = approval_id(run_id, step)
+    parked = registry.park(run_id, step, aid, json.dumps(request), gate.get("timeout_s"))
+    if parked:
+        send_notifications(settings, aid, "approval.requested")
+    return parked
+
+
+def send_notifications(settings: Settings, aid: str, event: str) -> None:
+    """One Celery task per configured URL, on the ``notifications`` queue."""
+    for url in settings.approval_webhook_urls:
+        app.signature(NOTIFY_TASK, kwargs={"approval_id": aid, "url": url, "event": event}).apply_async()
+
+
+def get_approval(registry: Registry, settings: Settings, aid: str) -> ApprovalView:
+    run_id, step = split_approval_id(aid)
+    record = registry.approval(run_id, step)
+    if not record:
+        raise ApprovalNotFoundError(aid)
+    return _view(record, settings)
+
+
+def pending_approvals(registry: Registry, settings: Settings, limit: int = 100) -> list[ApprovalView]:
+    """Pending approvals, oldest first."""
+    views = []
+    for aid in registry.pending_approval_ids(limit):
+        run_id, step = split_approval_id(aid)
+        record = registry.approval(run_id, step)
+        if record:
+            views.append(_view(record, settings))
+    return views
+
+
+def _view(record: dict[str, str], settings: Settings) -> ApprovalView:
+    request = json.loads(record["request"])
+    data = record.get("data")
+    return ApprovalView(
+        id=record["id"],
+        run_id=record["run_id"],
+        step=record["step"],
+        workflow=request.get("workflow", ""),
+        state=record["state"],
+        prompt=request["prompt"],
+        context=request["context"],
+        data_schema=request.get("schema"),
+        requested_at=float(record["requested_at"]),
+        deadline=float(record["deadline"]) if record.get("deadline") else None,
+        on_timeout=request["on_timeout"],
+        escalated=record.get("escalated") == "1",
+        decision=record.get("decision"),
+        comment=record.get("comment"),
+        data=json.loads(data) if data else None,
+        actor=record.get("actor"),
+        decided_at=float(record["decided_at"]) if record.get("decided_at") else None,
+        resume_url=f"{settings.public_url.rstrip('/')}/approvals/{record['id']}",
+    )

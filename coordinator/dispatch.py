@@ -1,0 +1,33 @@
+"""Dispatch: from the registry's view of a run, send what is ready; park at approval gates.
+
+Called by the ``coordinator.advance`` callback, by ``start`` and by a resume. Idempotent and
+safe to call from any number of processes at once: each step is claimed for dispatch exactly
+once, atomically, in the registry.
+"""
+
+from __future__ import annotations
+
+from coordinator.checkpoints import park_gate
+from coordinator.compile import canvas_for, is_gate, join_groups, ready_steps, skipped_steps
+from proj.celery import app
+from proj.registry import Registry
+
+
+def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
+    """Dispatch every step of ``run_id`` that is ready and not yet dispatched; park at gates;
+    end the run when every step has a result or is skipped. Returns the steps claimed here."""
+    snapshot = registry.snapshot(run_id)
+    if snapshot.state not in ("running", "waiting_approval"):
+        return []
+    skipped = skipped_steps(snapshot.plan, snapshot.approvals)
+    if snapshot.plan and snapshot.done | skipped >= set(snapshot.plan):
+        registry.finish_run(run_id, "succeeded")
+        return []
+    claimed = registry.claim_dispatch(run_id, ready_steps(snapshot.plan, snapshot.done, snapshot.dispatched, skipped))
+    gates = [step for step in claimed if is_gate(snapshot.plan[step])]
+    for gate in gates:
+        park_gate(registry, registry.settings, run_id, gate, snapshot.plan)
+    agents = [step for step in claimed if step not in gates]
+    for steps in join_groups(agents, snapshot.plan):
+        canvas_for(app, run_id, steps, snapshot.plan).apply_async()
+    return claimed
