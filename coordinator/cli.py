@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 import agents
+from coordinator.checkpoints import pending_approvals
 from coordinator.demo import run_demo
 from coordinator.report import timing_table
 from coordinator.runner import get_run, list_runs, start
@@ -22,6 +25,7 @@ from coordinator.specs import builtin_workflows
 from coordinator.stack import LocalStack
 from proj.celery import configure
 from proj.errors import AgentchordError
+from proj.registry import registry_for
 from proj.settings import Settings, env_example
 
 # `agentchord up` writes the URL of the private Redis it started here, so other commands in
@@ -64,6 +68,69 @@ def up(
             stopping.wait()
         console.print("stopping ...")
     STACK_ENV.unlink(missing_ok=True)
+
+
+def _write_stack_env(settings: Settings) -> None:
+    """What other commands in this directory need to reach the running stack; secrets inside,
+    so the file is created 0600 and never printed."""
+    lines = {
+        "AGENTCHORD_REDIS_URL": settings.redis_url or "",
+        "AGENTCHORD_PUBLIC_URL": settings.public_url,
+        "AGENTCHORD_API_TOKENS": ",".join(t.get_secret_value() for t in settings.api_tokens),
+        "AGENTCHORD_WEBHOOK_SECRETS": ",".join(t.get_secret_value() for t in settings.webhook_secrets),
+    }
+    STACK_ENV.parent.mkdir(exist_ok=True)
+    STACK_ENV.unlink(missing_ok=True)
+    fd = os.open(STACK_ENV, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.writelines(f"{key}={value}\n" for key, value in lines.items())
+
+
+@cli.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Listen address (default AGENTCHORD_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default AGENTCHORD_API_PORT).")] = None,
+) -> None:
+    """Serve the HTTP API (FastAPI on uvicorn)."""
+    import uvicorn
+
+    from coordinator.api import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="info")
+
+
+@cli.command()
+def approvals() -> None:
+    """Pending approvals, oldest first."""
+    settings = _settings()
+    table = Table("approval id", "workflow", "prompt", "deadline", "escalated")
+    for view in pending_approvals(registry_for(settings), settings):
+        deadline = "-" if view.deadline is None else f"{view.deadline - time.time():.0f}s left"
+        table.add_row(view.id, view.workflow, view.prompt, deadline, "yes" if view.escalated else "")
+    console.print(table)
+
+
+@cli.command()
+def approve(
+    run_id: str,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")] = False,
+    comment: Annotated[str, typer.Option(help="The reviewer's comment.")] = "",
+    data: Annotated[
+        str | None, typer.Option(help="The reviewer's answer as JSON (checked by the gate's schema).")
+    ] = None,
+    step: Annotated[str | None, typer.Option(help="The gate, when the run waits at several.")] = None,
+) -> None:
+    """Approve (or --reject) the approval a run is parked at."""
+    settings = _settings()
+    try:
+        payload: Any = None if data is None else json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--data is not valid JSON: {exc}") from None
+    view = get_run(run_id, settings=settings).approve(
+        "reject" if reject else "approve", comment=comment, data=payload, step=step
+    )
+    console.print(f"{view.id}: {view.state}")
 
 
 @cli.command()
@@ -138,3 +205,7 @@ def main() -> None:
     except AgentchordError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -5,23 +5,27 @@ benchmarks and the system tests.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gc
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import IO
 
 from celery import Celery
+from pydantic import SecretStr
 
 from proj.celery import celery_config, configure
 from proj.errors import ConfigurationError
-from proj.queues import COORDINATOR_QUEUE
+from proj.queues import COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE
 from proj.redis_server import RedisServer, free_port
 from proj.settings import Settings
 
@@ -34,12 +38,23 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if value is None:
             env.pop(key, None)
         elif isinstance(value, tuple | list):
-            env[key] = ",".join(value)
+            env[key] = ",".join(v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value)
         else:
             env[key] = str(value)
     # Workers must import the project from the working tree like the caller does.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH", "")]))
     return env
+
+
+def with_local_secrets(settings: Settings) -> Settings:
+    """``settings`` with a fresh webhook secret and API token when neither is configured, so a
+    local stack's API is never open. They are not printed: `up` writes them to a 0600 file."""
+    if settings.webhook_secrets or settings.api_tokens:
+        return settings
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    return settings.model_copy(
+        update={"webhook_secrets": (SecretStr(secret),), "api_tokens": (SecretStr(secrets.token_urlsafe(32)),)}
+    )
 
 
 _control_apps: dict[Settings, Celery] = {}
@@ -175,26 +190,74 @@ class FlowerProcess:
         return self
 
     def wait_ready(self, timeout_s: float = 30.0) -> FlowerProcess:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                raise ConfigurationError("flower exited during start-up")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthcheck", timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise ConfigurationError(f"flower did not answer on {self.url} within {timeout_s}s")
+        _wait_http(f"{self.url}/healthcheck", self.process, "flower", timeout_s)
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process)
+
+
+class ApiProcess:
+    """``agentchord api`` (uvicorn) as a subprocess on a free local port."""
+
+    def __init__(self, settings: Settings, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.settings = settings.model_copy(
+            update={"api_port": self.port, "public_url": f"http://127.0.0.1:{self.port}"}
+        )
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ApiProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "coordinator.cli", "api"],
+            env=settings_env(self.settings),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+        )
+        return self
+
+    def wait_ready(self, timeout_s: float = 30.0) -> ApiProcess:
+        _wait_http(f"{self.url}/healthz", self.process, "the API", timeout_s)
+        return self
+
+    def stop(self) -> None:
+        _terminate(self.process)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+
+def _wait_http(url: str, process: subprocess.Popen[str] | None, what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is None or process.poll() is not None:
+            raise ConfigurationError(f"{what} exited during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise ConfigurationError(f"{what} did not answer on {url} within {timeout_s}s")
+
+
+def _terminate(process: subprocess.Popen[str] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class LocalStack:
@@ -213,6 +276,7 @@ class LocalStack:
         flower: bool = True,
         concurrency: int = 1,
         single_worker: bool = False,
+        api: bool = True,
         log_dir: Path | None = None,
     ) -> None:
         self.base_settings = settings
@@ -225,38 +289,54 @@ class LocalStack:
         self.redis: RedisServer | None = None
         self.workers: list[WorkerProcess] = []
         self.flower: FlowerProcess | None = None
+        self.with_api = api
+        self.api: ApiProcess | None = None
+        self._beat_dir = tempfile.TemporaryDirectory(prefix="agentchord-beat-")
 
     @property
     def flower_url(self) -> str | None:
         return self.flower.url if self.flower else None
+
+    @property
+    def api_url(self) -> str | None:
+        return self.api.url if self.api else None
 
     def start(self) -> LocalStack:
         try:
             if not self.base_settings.redis_url:
                 self.redis = RedisServer(appendonly=True).start()
                 self.settings = self.base_settings.model_copy(update={"redis_url": self.redis.url})
+            if self.with_api:
+                self.settings = with_local_secrets(self.settings)
+                self.api = ApiProcess(self.settings)
+                # Workers build resume URLs in notifications: they need the API's address.
+                self.settings = self.api.settings
             configure(self.settings)
-            groups = (
-                [[*self.roles, COORDINATOR_QUEUE]]
-                if self.single_worker
-                else [[r] for r in self.roles] + [[COORDINATOR_QUEUE]]
-            )
+            coordinator = [COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE]
+            groups = [[*self.roles, *coordinator]] if self.single_worker else [[r] for r in self.roles] + [coordinator]
             for queues in groups:
                 name = "all" if self.single_worker else queues[0]
+                # The coordinator worker also runs the beat schedule (approval deadline sweeps).
+                beat = ["-B", "-s", str(Path(self._beat_dir.name) / "schedule")] if COORDINATOR_QUEUE in queues else []
                 worker = WorkerProcess(
                     queues,
                     name,
                     self.settings,
                     self.concurrency,
                     log_path=self.log_dir / f"{name}.log" if self.log_dir else None,
+                    extra_args=beat,
                 )
                 self.workers.append(worker.start())
             if self.with_flower:
                 self.flower = FlowerProcess(self.settings).start()
+            if self.api:
+                self.api.start()
             for worker in self.workers:
                 worker.wait_ready()
             if self.flower:
                 self.flower.wait_ready()
+            if self.api:
+                self.api.wait_ready()
         except BaseException:
             self.stop()
             raise
@@ -264,6 +344,8 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything this stack started, workers first (they finish running tasks)."""
+        if self.api:
+            self.api.stop()
         if self.flower:
             self.flower.stop()
         for worker in self.workers:
@@ -276,6 +358,7 @@ class LocalStack:
             # objects of sent canvases (they sit in reference cycles) while Redis is still up.
             gc.collect()
             self.redis.close()
+        self._beat_dir.cleanup()
 
     def __enter__(self) -> LocalStack:
         return self.start()

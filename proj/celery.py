@@ -46,6 +46,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
+        # Approval deadlines: any number of beats may run this; each deadline fires once.
+        "beat_schedule": {
+            "agentchord-sweep-approval-deadlines": {
+                "task": "coordinator.sweep_deadlines",
+                "schedule": settings.deadline_sweep_interval_s,
+            }
+        },
         "enable_utc": True,
     }
 

@@ -24,7 +24,9 @@
     │   └── ApprovalDataError           the reviewer's data fails the gate's schema (422)
     └── RequestRejectedError        an inbound HTTP request refused before it reaches a run
         ├── AuthenticationError         missing/invalid/expired signature or token (401)
-        └── ReplayedWebhookError        a webhook-id seen before (409)
+        ├── ReplayedWebhookError        a webhook-id seen before (409)
+        ├── BodyTooLargeError           body over AGENTCHORD_MAX_BODY_BYTES (413)
+        └── MalformedBodyError          body is not JSON (400)
 
 Every exception passes all its constructor arguments to ``super().__init__`` so that Celery's
 JSON result backend can rebuild it (a test round-trips each one).
@@ -219,3 +221,21 @@ class ReplayedWebhookError(RequestRejectedError):
 
     def __str__(self) -> str:
         return f"webhook-id {self.webhook_id!r} was already delivered; replays change nothing"
+
+
+class BodyTooLargeError(RequestRejectedError):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(limit_bytes)
+        self.limit_bytes = limit_bytes
+
+    def __str__(self) -> str:
+        return f"request body is larger than {self.limit_bytes} bytes"
+
+
+class MalformedBodyError(RequestRejectedError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"request body is not valid JSON: {self.reason}"

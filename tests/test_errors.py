@@ -30,6 +30,8 @@ SAMPLES: list[errors.AgentchordError] = [
     errors.RequestRejectedError("x"),
     errors.AuthenticationError("invalid signature"),
     errors.ReplayedWebhookError("msg_1"),
+    errors.BodyTooLargeError(65536),
+    errors.MalformedBodyError("Expecting value: line 1 column 1 (char 0)"),
 ]
 
 

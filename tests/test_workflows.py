@@ -6,9 +6,9 @@ import pytest
 import redis
 
 from coordinator import Step, Workflow, builtin_workflow, get_run, list_runs, start
-from coordinator.dispatch import dispatch_ready
 from coordinator.compile import agent_signature
 from coordinator.demo import SAMPLE_DIFF
+from coordinator.dispatch import dispatch_ready
 from coordinator.stack import WorkerProcess
 from proj.celery import app
 from proj.errors import RunFailedError, RunNotFoundError

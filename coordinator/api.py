@@ -1,0 +1,189 @@
+"""The HTTP service (FastAPI, served by uvicorn): start runs, follow them, list and resume approvals.
+
+    agentchord api                      # or: uvicorn --factory coordinator.api:create_app
+
+Every route but ``/healthz`` and the OpenAPI document needs a bearer token or a Standard
+Webhooks signature (see :mod:`coordinator.webhooks`). Client mistakes get a precise 4xx and
+change nothing; agentchord errors are translated to HTTP in exactly one place (``_STATUS``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import redis
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from coordinator.approvals import resume
+from coordinator.checkpoints import ApprovalView, get_approval, pending_approvals
+from coordinator.runner import RunStatus, get_run, start
+from coordinator.specs import Workflow, builtin_workflow
+from coordinator.timing import RunTimings
+from coordinator.webhooks import authenticate
+from proj.celery import configure
+from proj.errors import (
+    AgentchordError,
+    ApprovalClosedError,
+    ApprovalConflictError,
+    ApprovalDataError,
+    ApprovalNotFoundError,
+    AuthenticationError,
+    BodyTooLargeError,
+    MalformedBodyError,
+    ReplayedWebhookError,
+    RunNotFoundError,
+    UnknownWorkflowError,
+    WorkflowSpecError,
+)
+from proj.registry import registry_for
+from proj.settings import Settings
+
+# Most specific first; the first match wins.
+_STATUS: list[tuple[type[AgentchordError], int]] = [
+    (AuthenticationError, 401),
+    (BodyTooLargeError, 413),
+    (MalformedBodyError, 400),
+    (ReplayedWebhookError, 409),
+    (ApprovalNotFoundError, 404),
+    (RunNotFoundError, 404),
+    (UnknownWorkflowError, 404),
+    (ApprovalConflictError, 409),
+    (ApprovalClosedError, 410),
+    (ApprovalDataError, 422),
+    (WorkflowSpecError, 422),
+]
+
+
+class StartRequest(BaseModel):
+    """Start a run: a built-in workflow by name, or a whole spec inline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: str | None = Field(default=None, description="Name of a built-in workflow.")
+    spec: Workflow | None = Field(default=None, description="An inline workflow spec.")
+    input: dict[str, JsonValue] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class StartResponse(BaseModel):
+    run_id: str
+    state: str
+    status_url: str
+
+
+class RunView(BaseModel):
+    status: RunStatus
+    timings: RunTimings
+    approvals: list[ApprovalView]
+
+
+class ResumeRequest(BaseModel):
+    """A reviewer's decision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    comment: str = Field(default="", max_length=10_000)
+    data: JsonValue = None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API bound to ``settings`` (from the environment when omitted)."""
+    settings = settings or Settings()
+    configure(settings)
+    registry = registry_for(settings)
+    api = FastAPI(
+        title="agentchord",
+        summary="Start multi-agent workflows, follow them, and resume runs parked at approval gates.",
+        version="0.1.0",
+    )
+
+    async def raw_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_body_bytes:
+            raise BodyTooLargeError(settings.max_body_bytes)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > settings.max_body_bytes:
+                raise BodyTooLargeError(settings.max_body_bytes)
+        return bytes(body)
+
+    def caller(request: Request, body: bytes = Depends(raw_body)) -> tuple[str, bytes]:
+        """Authenticate; return (who, raw body). Runs in the threadpool (it talks to Redis)."""
+        return authenticate(request.headers, body, settings, registry), body
+
+    @api.exception_handler(AgentchordError)
+    async def agentchord_error(_request: Request, exc: AgentchordError) -> JSONResponse:
+        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+        content: dict[str, Any] = {"error": type(exc).__name__, "detail": str(exc)}
+        if isinstance(exc, ApprovalConflictError):
+            content |= {"decision": exc.decision, "state": exc.state}
+        if isinstance(exc, ApprovalDataError):
+            content["errors"] = exc.errors
+        return JSONResponse(content, status_code=status)
+
+    @api.exception_handler(ValidationError)
+    async def body_invalid(_request: Request, exc: ValidationError) -> JSONResponse:
+        errors = json.loads(exc.json(include_url=False, include_input=False))
+        return JSONResponse({"error": "ValidationError", "detail": "request body is invalid", "errors": errors}, 422)
+
+    @api.exception_handler(redis.ConnectionError)
+    async def registry_down(_request: Request, _exc: redis.ConnectionError) -> JSONResponse:
+        return JSONResponse({"error": "RegistryUnavailable", "detail": "the Redis registry is unreachable"}, 503)
+
+    def parse(body: bytes, model: type[BaseModel]) -> Any:
+        try:
+            value = json.loads(body or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MalformedBodyError(str(exc)) from None
+        return model.model_validate(value)
+
+    @api.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """Liveness and Redis reachability."""
+        registry.client.ping()
+        return {"status": "ok"}
+
+    @api.post("/workflows", status_code=202, response_model=StartResponse)
+    def start_workflow(auth: tuple[str, bytes] = Depends(caller)) -> StartResponse:
+        """Start a workflow run (idempotent with ``idempotency_key``)."""
+        request: StartRequest = parse(auth[1], StartRequest)
+        if (request.workflow is None) == (request.spec is None):
+            raise MalformedBodyError("give exactly one of 'workflow' (a built-in name) or 'spec'")
+        # Only built-ins by name: a path from a client must never be read from disk.
+        workflow = request.spec or builtin_workflow(str(request.workflow))
+        run = start(workflow, input=request.input, idempotency_key=request.idempotency_key, settings=settings)
+        base = settings.public_url.rstrip("/")
+        return StartResponse(run_id=run.id, state=run.status().state, status_url=f"{base}/workflows/{run.id}")
+
+    @api.get("/workflows/{run_id}", response_model=RunView)
+    def run_status(run_id: str, _auth: tuple[str, bytes] = Depends(caller)) -> RunView:
+        """A run's state, steps, timings and approvals."""
+        run = get_run(run_id, settings=settings)
+        return RunView(status=run.status(), timings=run.timings(), approvals=run.approvals())
+
+    @api.get("/approvals", response_model=list[ApprovalView])
+    def list_approvals(_auth: tuple[str, bytes] = Depends(caller)) -> list[ApprovalView]:
+        """Pending approvals, oldest first, with their context and resume URL."""
+        return pending_approvals(registry, settings)
+
+    @api.get("/approvals/{approval_id}", response_model=ApprovalView)
+    def show_approval(approval_id: str, _auth: tuple[str, bytes] = Depends(caller)) -> ApprovalView:
+        return get_approval(registry, settings, approval_id)
+
+    @api.post(
+        "/approvals/{approval_id}",
+        response_model=ApprovalView,
+        responses={409: {"description": "already decided; the body names the decision that won"}},
+    )
+    def resume_approval(approval_id: str, auth: tuple[str, bytes] = Depends(caller)) -> ApprovalView:
+        """Approve or reject. Exactly one decision wins; the others get 409 with the winner."""
+        who, body = auth
+        request: ResumeRequest = parse(body, ResumeRequest)
+        return resume(registry, approval_id, request.decision, comment=request.comment, data=request.data, actor=who)
+
+    return api
