@@ -1,7 +1,10 @@
 """Workflows: specs, the chord/chain coordinator, and the runner callers use."""
 
+from coordinator.approvals import resume, sweep_deadlines
+from coordinator.checkpoints import ApprovalView, get_approval, pending_approvals
 from coordinator.runner import Run, RunStatus, StepStatus, get_run, list_runs, start
 from coordinator.specs import (
+    Approval,
     Step,
     Workflow,
     builtin_workflow,
@@ -13,6 +16,8 @@ from coordinator.specs import (
 from coordinator.timing import RunTimings, StepTiming, compute_timings
 
 __all__ = [
+    "Approval",
+    "ApprovalView",
     "Run",
     "RunStatus",
     "RunTimings",
@@ -23,10 +28,14 @@ __all__ = [
     "builtin_workflow",
     "builtin_workflows",
     "compute_timings",
+    "get_approval",
     "get_run",
     "list_runs",
     "load_workflow",
     "parse_workflow",
+    "pending_approvals",
     "resolve_workflow",
+    "resume",
     "start",
+    "sweep_deadlines",
 ]

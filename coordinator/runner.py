@@ -137,7 +137,11 @@ class Run:
     def _pending_id(self, step: str | None) -> str:
         if step is not None:
             return approval_id(self.id, step)
-        pending = [s for s, state in self._registry.snapshot(self.id).approvals.items() if state == "pending"]
+        gates = self._registry.snapshot(self.id).approvals
+        pending = [s for s, state in gates.items() if state == "pending"]
+        if not pending and len(gates) == 1:
+            # The only gate, already decided or closed: resume() then says which decision won.
+            pending = list(gates)
         if len(pending) != 1:
             raise ApprovalNotFoundError(
                 f"{self.id}.<step> (pending gates: {', '.join(pending) or 'none'}; pass step=...)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,15 +10,22 @@ from typing import TypeVar
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 import agents
-from coordinator.stack import WorkerProcess
+from coordinator.stack import ApiProcess, WorkerProcess
 from proj.celery import configure
-from proj.queues import COORDINATOR_QUEUE
-from proj.redis_server import RedisServer
+from proj.queues import COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE
+from proj.redis_server import RedisServer, free_port
 from proj.settings import Settings
+from tests.receiver import Receiver
 
 T = TypeVar("T")
+
+# Test-only credentials (two webhook secrets: a rotation in progress).
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"agentchord-test-secret-0123456789").decode()
+OLD_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"agentchord-old-secret-9876543210").decode()
+API_TOKEN = "test-token-5b1c0e"
 
 TEST_AGENT_MODULE = "tests.sample_agents"
 LOG_DIR = Path(__file__).resolve().parent.parent / ".agentchord" / "test-logs"
@@ -43,12 +51,28 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def settings(redis_server: RedisServer) -> Settings:
+def receiver() -> Iterator[Receiver]:
+    """A local HTTP endpoint that records outbound notifications."""
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(redis_server: RedisServer, receiver: Receiver) -> Settings:
+    api_port = free_port()
     value = Settings(
         redis_url=redis_server.url,
         key_prefix="agentchord-test",
         agent_modules=(TEST_AGENT_MODULE,),
         step_lease_s=30,
+        api_port=api_port,
+        public_url=f"http://127.0.0.1:{api_port}",
+        webhook_secrets=(SecretStr(WEBHOOK_SECRET), SecretStr(OLD_WEBHOOK_SECRET)),
+        api_tokens=(SecretStr(API_TOKEN),),
+        approval_webhook_urls=(receiver.url,),
+        notify_backoff_s=0.1,
+        notify_max_attempts=3,
     )
     configure(value)
     agents.load_agent_modules(value.agent_modules)
@@ -73,6 +97,14 @@ def start_worker(queues: list[str], name: str, settings: Settings, concurrency: 
 @pytest.fixture(scope="session")
 def worker(settings: Settings) -> Iterator[WorkerProcess]:
     """One worker on every role queue and the coordinator queue, two processes."""
-    process = start_worker([*agents.known_roles(), COORDINATOR_QUEUE], "all", settings)
+    process = start_worker([*agents.known_roles(), COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE], "all", settings)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def api(settings: Settings) -> Iterator[ApiProcess]:
+    """`agentchord api` on the test Redis, as a subprocess."""
+    process = ApiProcess(settings, port=settings.api_port).start().wait_ready()
     yield process
     process.stop()
