@@ -23,6 +23,7 @@ def timing_table(status: RunStatus, timings: RunTimings) -> Table:
         "handoff ms",
         "queue ms",
         "body ms",
+        "parked ms",
         "step ovh ms",
         "tokens in/out",
         "runs",
@@ -37,13 +38,15 @@ def timing_table(status: RunStatus, timings: RunTimings) -> Table:
             _ms(step.handoff_s),
             _ms(step.queue_wait_s),
             _ms(step.body_s),
+            _ms(step.parked_s),
             _ms(step.step_overhead_s),
             f"{step.prompt_tokens}/{step.completion_tokens}",
             str(step.body_runs),
         )
     ratio = "-" if timings.tax_ratio is None else f"{timings.tax_ratio:.1%}"
     table.caption = (
-        f"wall {_ms(timings.wall_s)} ms | critical-path agent time {_ms(timings.critical_path_body_s)} ms | "
-        f"coordination overhead {_ms(timings.overhead_s)} ms ({ratio} of wall)"
+        f"wall {_ms(timings.wall_s)} ms | parked {_ms(timings.parked_s)} ms | critical-path agent time "
+        f"{_ms(timings.critical_path_body_s)} ms | coordination overhead {_ms(timings.overhead_s)} ms "
+        f"({ratio} of wall time not parked)"
     )
     return table

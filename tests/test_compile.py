@@ -7,8 +7,8 @@ import json
 from celery import chord
 from celery.canvas import _chain
 
-from coordinator import Step, Workflow
-from coordinator.compile import canvas_for, join_groups, ready_steps, step_plans
+from coordinator import Approval, Step, Workflow
+from coordinator.compile import canvas_for, is_gate, join_groups, ready_steps, skipped_steps, step_plans
 from proj.celery import app
 
 
@@ -69,3 +69,36 @@ def test_several_ready_steps_are_a_chord_with_the_callback_as_body() -> None:
 def test_messages_carry_references_not_context() -> None:
     canvas = canvas_for(app, "r1", ["review"], plan_of(DIAMOND))
     assert len(json.dumps(canvas.tasks[0].kwargs)) < 64
+
+
+GATED = Workflow(
+    name="g",
+    steps=[
+        Step(name="draft", agent="reviewer"),
+        Step(name="gate", approval=Approval(on_reject="fix"), after=["draft"]),
+        Step(name="ship", agent="merger", after=["gate"]),
+        Step(name="fix", agent="reviewer", after=["gate"]),
+        Step(name="announce", agent="merger", after=["ship"]),
+    ],
+)
+
+
+def test_nothing_is_skipped_before_a_gate_is_decided() -> None:
+    assert skipped_steps(plan_of(GATED), {"gate": "pending"}) == set()
+
+
+def test_approved_gate_skips_its_reject_branch_only() -> None:
+    assert skipped_steps(plan_of(GATED), {"gate": "approved"}) == {"fix"}
+
+
+def test_rejected_gate_skips_everything_but_the_reject_branch_transitively() -> None:
+    plan = plan_of(GATED)
+    skipped = skipped_steps(plan, {"gate": "rejected"})
+    assert skipped == {"ship", "announce"}
+    assert ready_steps(plan, done={"draft", "gate"}, dispatched={"draft", "gate"}, skipped=skipped) == ["fix"]
+
+
+def test_gates_are_marked_in_the_plan_and_agents_are_not() -> None:
+    plan = plan_of(GATED)
+    assert is_gate(plan["gate"]) and not is_gate(plan["ship"])
+    assert plan["gate"]["approval"]["on_reject"] == "fix"

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from agents.base import _ROLES
-from proj.queues import COORDINATOR_QUEUE
+from proj.queues import COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE
 from proj.settings import Settings, env_example
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -24,7 +24,13 @@ def test_every_role_and_the_coordinator_have_a_worker_service_on_their_queue() -
         command = service.get("command", [])
         if command[:4] == ["celery", "-A", "proj", "worker"]:
             queues_served.update(command[command.index("-Q") + 1].split(","))
-    assert queues_served == built_in_roles() | {COORDINATOR_QUEUE}
+    assert queues_served == built_in_roles() | {COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE}
+
+
+def test_compose_runs_the_api_and_a_beat_for_deadlines() -> None:
+    services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    assert services["api"]["command"][:2] == ["agentchord", "api"]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "proj", "beat"]
 
 
 def test_redis_service_persists_with_aof_and_never_evicts() -> None:

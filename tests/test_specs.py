@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from coordinator import Step, Workflow, builtin_workflow, builtin_workflows, load_workflow, start
+from coordinator import Approval, Step, Workflow, builtin_workflow, builtin_workflows, load_workflow, start
 from proj.errors import (
     CycleError,
     DuplicateStepError,
+    InvalidApprovalError,
     InvalidInputError,
     SpecFileError,
     UnknownAgentError,
@@ -134,3 +136,47 @@ def test_unknown_agent_is_rejected_by_start_before_anything_runs() -> None:
     settings = Settings(redis_url="redis://127.0.0.1:1/0")
     with pytest.raises(UnknownAgentError, match="unknown agent 'reviwer'"):
         start(diamond(review="reviwer"), input={}, settings=settings)
+
+
+def test_step_needs_exactly_one_of_agent_or_approval() -> None:
+    with pytest.raises(InvalidApprovalError, match="exactly one of `agent`"):
+        Step(name="a")
+    with pytest.raises(InvalidApprovalError, match="exactly one of `agent`"):
+        Step(name="a", agent="reviewer", approval=Approval())
+
+
+def test_on_reject_must_name_a_step_behind_the_gate() -> None:
+    with pytest.raises(InvalidApprovalError, match="`on_reject` must name a step that lists 'gate'"):
+        Workflow(
+            name="w",
+            steps=[
+                Step(name="a", agent="reviewer"),
+                Step(name="gate", approval=Approval(on_reject="a"), after=["a"]),
+            ],
+        )
+
+
+def test_gate_schema_must_be_a_json_schema_and_can_be_a_pydantic_model() -> None:
+    with pytest.raises(InvalidApprovalError, match="not a valid JSON Schema"):
+        Workflow(name="w", steps=[Step(name="gate", approval=Approval(schema={"type": "nonsense"}))])
+
+    class Edits(BaseModel):
+        note: str
+
+    gate = Approval(schema=Edits)
+    assert gate.data_schema is not None and gate.data_schema["required"] == ["note"]
+
+
+def test_gate_in_yaml_loads_and_unknown_shown_step_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "gated.yaml"
+    path.write_text(
+        "name: w\nsteps:\n  - {name: a, agent: reviewer}\n"
+        "  - {name: gate, after: [a], approval: {prompt: 'ok?', show: [zz], timeout_s: 5, on_timeout: approve}}\n"
+    )
+    with pytest.raises(InvalidApprovalError, match="`show` names 'zz'"):
+        load_workflow(path)
+
+
+def test_builtin_gated_workflow_loads() -> None:
+    gate = builtin_workflow("code_review_gated").step("approve").approval
+    assert gate is not None and gate.on_timeout == "reject" and gate.timeout_s == 86400
