@@ -5,7 +5,7 @@ package registers them (and their Celery tasks ``agents.<role>``).
 """
 
 from agents import doc_generator, merger, reviewer, router, test_writer, validator
-from agents.base import AgentRole, agent, get_role, known_roles, load_agent_modules
+from agents.base import AgentRole, agent, get_role, known_roles, load_agent_modules, role_defaults
 from agents.context import StepContext
 from agents.llm import ChatModel, Completion, Message, model_for, register_backend
 from agents.offline import OfflineModel, offline_skill
@@ -27,4 +27,5 @@ __all__ = [
     "model_for",
     "offline_skill",
     "register_backend",
+    "role_defaults",
 ]

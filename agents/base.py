@@ -2,7 +2,7 @@
 
     from agents import agent, StepContext
 
-    @agent("summarizer")
+    @agent("summarizer", retry=RetryPolicy(max_attempts=5), time_limit_s=120)
     def summarize(ctx: StepContext) -> dict:
         return {"summary": ctx.input["text"][:100]}
 
@@ -21,14 +21,17 @@ from typing import Any, TypeVar
 
 from celery import Task
 
-from proj.celery import app
+from proj.celery import app, current_settings
 from proj.errors import ConfigurationError
+from proj.policy import RetryPolicy
 from proj.queues import COORDINATOR_QUEUE, agent_task_name
 
 AgentFunction = Callable[..., Any]
 F = TypeVar("F", bound=AgentFunction)
 
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Sent when a step ended without its body reporting (a hard time limit killed the process).
+STEP_LOST_TASK = "coordinator.step_lost"
 
 
 @dataclass(frozen=True)
@@ -36,13 +39,25 @@ class AgentRole:
     name: str
     function: AgentFunction
     task_name: str
+    retry: RetryPolicy | None = None
+    time_limit_s: float | None = None
+    soft_time_limit_s: float | None = None
 
 
 _ROLES: dict[str, AgentRole] = {}
 
 
-def agent(role: str) -> Callable[[F], F]:
-    """Register ``function(ctx: StepContext) -> BaseModel | dict`` as the agent role ``role``."""
+def agent(
+    role: str,
+    *,
+    retry: RetryPolicy | None = None,
+    time_limit_s: float | None = None,
+    soft_time_limit_s: float | None = None,
+) -> Callable[[F], F]:
+    """Register ``function(ctx: StepContext) -> BaseModel | dict`` as the agent role ``role``.
+
+    ``retry`` and the time limits are the role's defaults; a workflow step can override them.
+    """
     if not _ROLE_NAME.match(role) or role == COORDINATOR_QUEUE:
         raise ConfigurationError(
             f"invalid agent role name {role!r}: use lower-case letters, digits and underscores, "
@@ -55,7 +70,7 @@ def agent(role: str) -> Callable[[F], F]:
             raise ConfigurationError(
                 f"agent role {role!r} is defined twice: {_qualname(existing.function)} and {_qualname(function)}"
             )
-        entry = AgentRole(role, function, agent_task_name(role))
+        entry = AgentRole(role, function, agent_task_name(role), retry, time_limit_s, soft_time_limit_s)
         _ROLES[role] = entry
         _make_task(entry)
         return function
@@ -67,6 +82,21 @@ def _qualname(function: AgentFunction) -> str:
     return f"{function.__module__}.{function.__qualname__}"
 
 
+class AgentTask(Task):  # type: ignore[misc]
+    """Base of every agent task: reports steps whose process was killed by a hard time limit.
+
+    Celery calls ``on_failure`` for a hard time limit in the worker's main process (the child is
+    already gone), so this is the one place that can tell the coordinator about it.
+    """
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if type(exc).__name__ == "TimeLimitExceeded" and isinstance(kwargs, dict) and "run_id" in kwargs:
+            app.send_task(
+                STEP_LOST_TASK,
+                kwargs={"run_id": kwargs["run_id"], "step": kwargs["step"], "error": f"hard time limit: {exc}"},
+            )
+
+
 def _make_task(entry: AgentRole) -> None:
     from agents.runtime import execute_step
 
@@ -76,12 +106,23 @@ def _make_task(entry: AgentRole) -> None:
     run_agent_step.__name__ = f"{entry.name}_step"
     app.task(
         name=entry.task_name,
+        base=AgentTask,
         bind=True,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        # Retries are only used to wait for another delivery holding the step's lease.
+        acks_late=current_settings().acks_late,
+        reject_on_worker_lost=current_settings().acks_late,
+        # Retries are ours (proj.policy): Celery's counter must never stop them.
         max_retries=None,
     )(run_agent_step)
+
+
+def role_defaults(agent_name: str | None) -> dict[str, Any]:
+    """The retry policy and time limits a step of ``agent_name`` gets unless it sets its own."""
+    settings = current_settings()
+    role = _ROLES.get(agent_name or "")
+    hard = (role.time_limit_s if role else None) or settings.step_time_limit_s
+    soft = (role.soft_time_limit_s if role else None) or settings.step_soft_time_limit_s or hard * 0.9
+    retry = role.retry.model_dump() if role and role.retry else settings.default_retry()
+    return {"retry": retry, "time_limit_s": hard, "soft_time_limit_s": soft}
 
 
 def known_roles() -> list[str]:

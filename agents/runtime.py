@@ -1,15 +1,19 @@
 """How an agent task runs one step: claim, read context, run the body once, store the result.
 
 Delivery is at least once (late acks, redelivery after a lost worker); completion is
-effectively once: a step whose result is stored never runs its body again, and two copies
-delivered at the same time are serialised by a lease on the step.
+effectively once: a step whose result is stored never runs its body again, and copies
+delivered at the same time are serialised by a lease on the step, renewed while the body
+runs. Failures follow :mod:`proj.policy`: transient ones are retried with backoff until the
+step's attempts run out; the rest, and exhausted steps, are escalated to an operator.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+import traceback
 import uuid
 from typing import Any
 
@@ -19,14 +23,16 @@ from pydantic import BaseModel
 from agents.base import AgentRole
 from agents.context import StepContext
 from agents.llm import MeteredModel, UsageMeter, model_for
-from proj.celery import current_settings
+from proj.celery import app, current_settings
 from proj.errors import StepFailedError
-from proj.registry import registry_for
+from proj.policy import RetryPolicy, is_transient
+from proj.registry import Registry, registry_for
 
 logger = logging.getLogger(__name__)
 
 # How often a second copy of a step re-checks while the first holds the lease.
 _BUSY_POLL_MAX_S = 2.0
+ESCALATE_TO_APPROVAL_TASK = "coordinator.escalate_to_approval"
 
 
 def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[str, Any]:
@@ -39,8 +45,13 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         # Another delivery of this step is running it; look again when its lease may be over.
         countdown = min(max(outcome.retry_in_ms / 1000.0, 0.05), _BUSY_POLL_MAX_S)
         raise task.retry(countdown=countdown)
+    if outcome.status == "exhausted":
+        error = f"gave up after {outcome.attempts} attempt(s): {outcome.last_error}"
+        give_up(registry, run_id, step, "*", error, "", outcome.attempts, outcome.plan)
+        raise StepFailedError(run_id, step, error)
     if outcome.status != "run" or outcome.work is None:
-        # "done": a duplicate delivery; "inactive"/"missing": the run ended or expired.
+        # "done": a duplicate delivery; "inactive"/"missing": the run ended or expired;
+        # "failed": the step already waits for an operator.
         logger.info("step %s of run %s not run: %s", step, run_id, outcome.status)
         return {"run_id": run_id, "step": step, "status": outcome.status}
 
@@ -57,11 +68,17 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
 
     started = time.perf_counter()
     try:
-        output = role.function(context)
-        result_json = _to_json(output)
+        with LeaseKeeper(registry, run_id, step, token):
+            output = role.function(context)
+            result_json = _to_json(output)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-        registry.fail_step(run_id, step, token, error)
+        policy = RetryPolicy(**work.plan["retry"])
+        if is_transient(exc) and work.attempt < policy.max_attempts:
+            delay = policy.delay_s(work.attempt)
+            registry.retry_later(run_id, step, token, error, work.attempt, delay)
+            raise task.retry(countdown=delay, exc=exc) from None
+        give_up(registry, run_id, step, token, error, traceback.format_exc(), work.attempt, work.plan)
         raise StepFailedError(run_id, step, error) from exc
     body_s = time.perf_counter() - started
 
@@ -80,6 +97,49 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         },
     )
     return {"run_id": run_id, "step": step, "status": "succeeded"}
+
+
+def give_up(
+    registry: Registry,
+    run_id: str,
+    step: str,
+    token: str,
+    error: str,
+    trace: str,
+    attempts: int,
+    plan: dict[str, Any],
+) -> None:
+    """Escalate a step that will not be retried: to an operator, or to a human approval."""
+    if registry.escalate(run_id, step, token, error, trace, attempts) and plan.get("on_failure") == (
+        "escalate_to_approval"
+    ):
+        app.send_task(ESCALATE_TO_APPROVAL_TASK, kwargs={"run_id": run_id, "step": step, "error": error})
+
+
+class LeaseKeeper:
+    """Renews a step's lease from a thread while its body runs, so a short lease is safe for a
+    long body and a crashed holder's lease still lapses quickly."""
+
+    def __init__(self, registry: Registry, run_id: str, step: str, token: str) -> None:
+        self.registry, self.run_id, self.step, self.token = registry, run_id, step, token
+        self.interval_s = registry.settings.step_lease_s / 3
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{step}", daemon=True)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.registry.extend_lease(self.run_id, self.step, self.token)
+            except Exception:
+                logger.warning("could not renew the lease of step %s of run %s", self.step, self.run_id)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _to_json(output: Any) -> str:

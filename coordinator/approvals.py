@@ -68,7 +68,10 @@ def _apply(
     run_id, step = split_approval_id(aid)
     plan = registry.snapshot(run_id).plan
     gate = plan.get(step, {}).get("approval") or {}
-    output = {"decision": decision, "comment": comment, "data": data, "decided_by": actor}
+    output: Any = {"decision": decision, "comment": comment, "data": data, "decided_by": actor}
+    if not gate:
+        # A failed step escalated to a human: an approval supplies the step's own output.
+        output = {} if data is None else data
     reply = registry.decide(
         run_id,
         step,

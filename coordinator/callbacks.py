@@ -3,20 +3,32 @@
 - ``coordinator.advance``: the callback every chain and chord ends in; dispatches what became ready.
 - ``coordinator.sweep_deadlines``: the periodic approval-deadline sweep (celery beat).
 - ``coordinator.notify_approval``: one signed outbound notification, on the ``notifications`` queue.
+- ``coordinator.step_lost``: a step killed by its hard time limit: retry later or escalate.
+- ``coordinator.escalate_to_approval``: a failed step handed to a human approval.
+- ``coordinator.watchdog``: re-drives stalled runs from the registry (celery beat).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
 import redis
+from celery.signals import worker_ready
 
+from agents.runtime import give_up
 from coordinator.approvals import sweep_deadlines
+from coordinator.checkpoints import park_failure
+from coordinator.compile import canvas_for
 from coordinator.dispatch import dispatch_ready
 from coordinator.notify import TransientDeliveryError, deliver, redact
+from coordinator.watchdog import sweep_stalled
 from proj.celery import app, current_settings
+from proj.policy import RetryPolicy
 from proj.registry import registry_for
+
+logger = logging.getLogger(__name__)
 
 
 @app.task(  # type: ignore[untyped-decorator]
@@ -54,3 +66,52 @@ def notify_approval(self: Any, approval_id: str, url: str, event: str = "approva
             return None
         delay = settings.notify_backoff_s * 2 ** (attempt - 1)
         raise self.retry(countdown=delay * random.uniform(0.8, 1.2)) from None
+
+
+@app.task(name="coordinator.step_lost", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
+def step_lost(run_id: str, step: str, error: str) -> str:
+    """A step ended without its body reporting (a hard time limit killed its process): retry it
+    with backoff if attempts remain, else escalate it."""
+    registry = registry_for(current_settings())
+    snapshot = registry.snapshot(run_id)
+    if step in snapshot.done or step not in snapshot.plan:
+        return "done"
+    plan = snapshot.plan[step]
+    attempts = int(registry.step_records(run_id).get(step, {}).get("body_runs", 0))
+    policy = RetryPolicy(**plan["retry"])
+    if attempts < policy.max_attempts:
+        delay = policy.delay_s(attempts)
+        registry.retry_later(run_id, step, "*", error, attempts, delay)
+        canvas_for(app, run_id, [step], snapshot.plan).apply_async(countdown=delay)
+        return "retrying"
+    registry.release_claim(run_id, step)
+    give_up(registry, run_id, step, "*", f"gave up after {attempts} attempt(s): {error}", "", attempts, plan)
+    return "escalated"
+
+
+@app.task(name="coordinator.escalate_to_approval", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
+def escalate_to_approval(run_id: str, step: str, error: str) -> bool:
+    """Turn a failed step into a human approval (``on_failure: escalate_to_approval``)."""
+    settings = current_settings()
+    return park_failure(registry_for(settings), settings, run_id, step, error)
+
+
+@app.task(name="coordinator.watchdog", ignore_result=True)  # type: ignore[untyped-decorator]
+def watchdog() -> dict[str, list[str]]:
+    """Re-drive runs with no progress past AGENTCHORD_WATCHDOG_STALL_S."""
+    return sweep_stalled(registry_for(current_settings()))
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def warn_about_eviction(**_kwargs: Any) -> None:
+    """Evicting queues or idempotency keys loses work: say so when a worker starts."""
+    try:
+        policy = registry_for(current_settings()).client.config_get("maxmemory-policy").get("maxmemory-policy")
+    except redis.RedisError:  # CONFIG may be disabled on managed Redis
+        return
+    if policy not in (None, "noeviction"):
+        logger.warning(
+            "Redis maxmemory-policy is %r: under memory pressure Redis will evict queued messages, results "
+            "and idempotency keys, and work will be lost; set it to 'noeviction'",
+            policy,
+        )

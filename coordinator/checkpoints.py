@@ -41,6 +41,7 @@ class ApprovalView(BaseModel):
     step: str
     workflow: str
     state: str  # pending | approved | rejected | closed
+    kind: str = "gate"  # gate: an Approval step; failure: a failed step escalated to a human
     prompt: str
     context: dict[str, Any]
     data_schema: dict[str, Any] | None
@@ -71,6 +72,26 @@ def park_gate(registry: Registry, settings: Settings, run_id: str, step: str, pl
     }
     aid = approval_id(run_id, step)
     parked = registry.park(run_id, step, aid, json.dumps(request), gate.get("timeout_s"))
+    if parked:
+        send_notifications(settings, aid, "approval.requested")
+    return parked
+
+
+def park_failure(registry: Registry, settings: Settings, run_id: str, step: str, error: str) -> bool:
+    """Ask a human about a failed step: approve with ``data`` as the step's output, or reject
+    to end the run. The step's context is what the reviewer sees."""
+    plan = registry.snapshot(run_id).plan[step]
+    request = {
+        "kind": "failure",
+        "prompt": f"Step {step!r} failed: {error}. Approve with `data` as its output to continue, or reject.",
+        "context": registry.results_of(run_id, plan["after"]),
+        "schema": None,
+        "on_timeout": "escalate",
+        "on_reject": None,
+        "workflow": registry.run_record(run_id).get("workflow", ""),
+    }
+    aid = approval_id(run_id, step)
+    parked = registry.park(run_id, step, aid, json.dumps(request), None)
     if parked:
         send_notifications(settings, aid, "approval.requested")
     return parked
@@ -110,6 +131,7 @@ def _view(record: dict[str, str], settings: Settings) -> ApprovalView:
         step=record["step"],
         workflow=request.get("workflow", ""),
         state=record["state"],
+        kind=request.get("kind", "gate"),
         prompt=request["prompt"],
         context=request["context"],
         data_schema=request.get("schema"),

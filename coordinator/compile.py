@@ -9,6 +9,7 @@ unrelated ready steps get their own chains, so a fast branch never waits on a sl
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from graphlib import TopologicalSorter
 from typing import Any
 
@@ -16,19 +17,32 @@ from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
 from coordinator.specs import Workflow
-from proj.queues import agent_task_name
-
-ADVANCE_TASK = "coordinator.advance"
+from proj.policy import RetryPolicy
+from proj.queues import ADVANCE_TASK, agent_task_name
 
 # {"agent": str | None, "after": [str], "params": {...}, "index": int, "approval"?: {...}}
 StepPlan = dict[str, Any]
 
 
-def step_plans(workflow: Workflow) -> dict[str, str]:
-    """Each step's plan as JSON, stored once per run for agents and callbacks to read."""
+def step_plans(workflow: Workflow, defaults: Callable[[str | None], StepPlan] | None = None) -> dict[str, str]:
+    """Each step's plan as JSON, stored once per run for agents and callbacks to read.
+
+    ``defaults(agent)`` gives the role's (else the settings') retry policy and time limits; a
+    step's own values win. Resolving them here, once, means every worker applies the same ones.
+    """
     plans = {}
     for index, step in enumerate(workflow.steps):
-        plan: StepPlan = {"agent": step.agent, "after": step.after, "params": step.params, "index": index}
+        base = defaults(step.agent) if defaults else {"retry": RetryPolicy().model_dump()}
+        plan: StepPlan = {
+            "agent": step.agent,
+            "after": step.after,
+            "params": step.params,
+            "index": index,
+            "retry": step.retry.model_dump() if step.retry else base["retry"],
+            "time_limit_s": step.time_limit_s or base.get("time_limit_s"),
+            "soft_time_limit_s": step.soft_time_limit_s or base.get("soft_time_limit_s"),
+            "on_failure": step.on_failure,
+        }
         if step.approval is not None:
             plan["approval"] = step.approval.model_dump(by_alias=True)
         plans[step.name] = json.dumps(plan)
@@ -97,11 +111,16 @@ def step_task_id(run_id: str, step: str) -> str:
 
 
 def agent_signature(app: Celery, run_id: str, step: str, plan: dict[str, StepPlan]) -> Signature:
+    limits = {
+        "time_limit": plan[step].get("time_limit_s"),
+        "soft_time_limit": plan[step].get("soft_time_limit_s"),
+    }
     return app.signature(
         agent_task_name(plan[step]["agent"]),
         kwargs={"run_id": run_id, "step": step},
         task_id=step_task_id(run_id, step),
         immutable=True,
+        **{name: value for name, value in limits.items() if value},
     )
 
 

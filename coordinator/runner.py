@@ -19,12 +19,20 @@ from coordinator.approvals import Decision, resume
 from coordinator.checkpoints import ApprovalView, approval_id, get_approval
 from coordinator.compile import skipped_steps, step_plans, step_task_id
 from coordinator.dispatch import dispatch_ready
+from coordinator.operator import abort_run, retry_step, skip_step
 from coordinator.specs import Workflow, resolve_workflow
 from coordinator.timing import RunTimings, compute_timings
 from proj.celery import app, current_settings
-from proj.errors import ApprovalNotFoundError, InvalidInputError, RunFailedError, RunNotFoundError, RunTimeoutError
+from proj.errors import (
+    ApprovalNotFoundError,
+    InvalidInputError,
+    RunFailedError,
+    RunNeedsAttentionError,
+    RunNotFoundError,
+    RunTimeoutError,
+)
 from proj.registry import TERMINAL_STATES, Event, Registry, registry_for
-from proj.settings import Settings
+from proj.settings import Settings, check_time_limit
 
 
 class StepStatus(BaseModel):
@@ -106,11 +114,20 @@ class Run:
         """Block until the run ends (on its event stream, not on Celery results).
 
         Returns every step's output; raises :class:`RunFailedError` if the run failed or was
-        cancelled and :class:`RunTimeoutError` if it is still going after ``timeout`` seconds.
+        cancelled, :class:`RunNeedsAttentionError` if a step was escalated to an operator, and
+        :class:`RunTimeoutError` if it is still going after ``timeout`` seconds.
         """
+        # Read the log position before the state, so no event between the two is missed.
+        after = self._registry.last_event_id(self.id)
         state = self._record()["state"]
-        if state not in TERMINAL_STATES:
-            state = self._registry.wait_finished(self.id, timeout) or self._record()["state"]
+        if state not in TERMINAL_STATES and state != "needs_attention":
+            event = self._registry.wait_event(self.id, {"run_finished", "step_failed"}, timeout, after=after)
+            state = self._record()["state"] if event is not None else state
+        if state == "needs_attention":
+            records = self._registry.step_records(self.id)
+            failed = sorted(s for s in self._registry.attention(self.id))
+            detail = "; ".join(f"step {s!r} failed: {records.get(s, {}).get('error', '')}" for s in failed)
+            raise RunNeedsAttentionError(self.id, state, detail)
         if state not in TERMINAL_STATES:
             raise RunTimeoutError(self.id, timeout, state)
         if state != "succeeded":
@@ -148,6 +165,18 @@ class Run:
             )
         return approval_id(self.id, pending[0])
 
+    def retry_step(self, step: str) -> None:
+        """Operator: run a failed step again (fresh attempts)."""
+        retry_step(self._registry, self.id, step, actor="python")
+
+    def skip_step(self, step: str, output: Any) -> None:
+        """Operator: give a failed step ``output`` as its result and continue."""
+        skip_step(self._registry, self.id, step, output, actor="python")
+
+    def abort(self, reason: str = "") -> bool:
+        """Operator: end the run ``failed``."""
+        return abort_run(self._registry, self.id, reason, actor="python")
+
     def cancel(self) -> bool:
         """Stop the run: no step is dispatched after this, and queued step tasks are revoked.
 
@@ -155,7 +184,11 @@ class Run:
         if not self._registry.finish_run(self.id, "cancelled"):
             return False
         records = self._registry.step_records(self.id)
-        pending = [step_task_id(self.id, s) for s, r in records.items() if r.get("state") in ("dispatched", "running")]
+        pending = [
+            step_task_id(self.id, s)
+            for s, r in records.items()
+            if r.get("state") in ("dispatched", "running", "retrying")
+        ]
         if pending:
             app.control.revoke(pending)
         return True
@@ -189,7 +222,12 @@ def start(
     input_json = _input_json(input)
     registry = _registry(settings)
     run_id = uuid.uuid4().hex[:20]
-    _created, run_id = registry.create_run(run_id, wf.name, wf.to_json(), input_json, step_plans(wf), idempotency_key)
+    plans = step_plans(wf, agents.role_defaults)
+    for step, raw in plans.items():
+        limit = json.loads(raw).get("time_limit_s")
+        if limit:
+            check_time_limit(limit, settings, f"the time limit of step {step!r}")
+    _created, run_id = registry.create_run(run_id, wf.name, wf.to_json(), input_json, plans, idempotency_key)
     # Also on a repeated key: re-dispatching is idempotent and heals a start that crashed
     # between creating the run and sending its first tasks.
     dispatch_ready(registry, run_id)

@@ -36,6 +36,7 @@ from proj.errors import (
     UnknownDependencyError,
     UnknownWorkflowError,
 )
+from proj.policy import RetryPolicy
 
 _NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 
@@ -84,6 +85,14 @@ class Step(BaseModel):
     after: list[str] = Field(default_factory=list)
     params: dict[str, JsonValue] = Field(
         default_factory=dict, description="Step configuration the agent reads (ctx.params)."
+    )
+    retry: RetryPolicy | None = Field(default=None, description="Overrides the role's and the default policy.")
+    time_limit_s: float | None = Field(default=None, gt=0, description="Hard limit: the process is killed.")
+    soft_time_limit_s: float | None = Field(default=None, gt=0, description="Soft limit: a retryable error.")
+    on_failure: Literal["escalate", "escalate_to_approval"] = Field(
+        default="escalate",
+        description="When the step will not be retried: wait for an operator (needs_attention), or ask a "
+        "human through an approval (approve with `data` as the step's output, or reject the run).",
     )
 
     @model_validator(mode="after")

@@ -19,19 +19,24 @@ from proj.errors import (
     InvalidApprovalError,
     InvalidInputError,
     MalformedBodyError,
+    PermanentError,
     ReplayedWebhookError,
     RequestRejectedError,
     RunFailedError,
+    RunNeedsAttentionError,
     RunNotFoundError,
     RunTimeoutError,
     SpecFileError,
     StepFailedError,
+    StepStateError,
+    TransientError,
     UnknownAgentError,
     UnknownDependencyError,
     UnknownWorkflowError,
     WorkflowSpecError,
 )
 from proj.keys import Keys, RunKeys
+from proj.policy import RetryPolicy, is_transient
 from proj.queues import COORDINATOR_QUEUE, agent_task_name, queue_for_task
 from proj.settings import Settings
 
@@ -52,15 +57,20 @@ __all__ = [
     "InvalidInputError",
     "Keys",
     "MalformedBodyError",
+    "PermanentError",
     "ReplayedWebhookError",
     "RequestRejectedError",
+    "RetryPolicy",
     "RunFailedError",
     "RunKeys",
+    "RunNeedsAttentionError",
     "RunNotFoundError",
     "RunTimeoutError",
     "Settings",
     "SpecFileError",
     "StepFailedError",
+    "StepStateError",
+    "TransientError",
     "UnknownAgentError",
     "UnknownDependencyError",
     "UnknownWorkflowError",
@@ -70,5 +80,6 @@ __all__ = [
     "celery_config",
     "configure",
     "current_settings",
+    "is_transient",
     "queue_for_task",
 ]

@@ -36,8 +36,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": COORDINATOR_QUEUE,
         # Agent work is long and must survive a worker crash: ack after the task ran, requeue
         # when the worker process is lost, and reserve one message at a time.
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
+        "task_acks_late": settings.acks_late,
+        "task_reject_on_worker_lost": settings.acks_late,
         "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
         "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
         "result_expires": settings.celery_result_ttl_s,
@@ -51,7 +51,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "agentchord-sweep-approval-deadlines": {
                 "task": "coordinator.sweep_deadlines",
                 "schedule": settings.deadline_sweep_interval_s,
-            }
+            },
+            "agentchord-watchdog": {"task": "coordinator.watchdog", "schedule": settings.watchdog_interval_s},
         },
         "enable_utc": True,
     }

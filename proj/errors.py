@@ -16,7 +16,11 @@
     ├── RunNotFoundError            no run with that id (never existed, or expired)
     ├── RunTimeoutError             `Run.wait` gave up; the run goes on
     ├── RunFailedError              `Run.wait` on a run that ended failed, cancelled or rejected
-    ├── StepFailedError             an agent body raised; recorded, and the run fails
+    │   └── RunNeedsAttentionError      ... or that waits for an operator (a step escalated)
+    ├── StepFailedError             an agent body raised; the step is retried or escalated
+    ├── StepStateError              an operator action on a step that is not failed (409)
+    ├── TransientError              raise it in an agent: retry this step later
+    ├── PermanentError              raise it in an agent: retrying will not help
     ├── ApprovalError               a resume that changes nothing
     │   ├── ApprovalNotFoundError       no such approval (HTTP 404)
     │   ├── ApprovalConflictError       already decided; carries the decision that won (409)
@@ -239,3 +243,31 @@ class MalformedBodyError(RequestRejectedError):
 
     def __str__(self) -> str:
         return f"request body is not valid JSON: {self.reason}"
+
+
+class RunNeedsAttentionError(RunFailedError):
+    def __init__(self, run_id: str, state: str, error: str | None) -> None:
+        super().__init__(run_id, state, error)
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} needs attention: {self.error}; retry, skip or abort the step"
+
+
+class StepStateError(AgentchordError):
+    def __init__(self, run_id: str, step: str, action: str, state: str) -> None:
+        super().__init__(run_id, step, action, state)
+        self.run_id, self.step, self.action, self.state = run_id, step, action, state
+
+    def __str__(self) -> str:
+        return (
+            f"cannot {self.action} step {self.step!r} of run {self.run_id}: it is {self.state}, "
+            "and only a failed step waiting for an operator can be retried or skipped"
+        )
+
+
+class TransientError(AgentchordError):
+    """Raise from an agent for a failure worth retrying (a busy provider, a flaky network)."""
+
+
+class PermanentError(AgentchordError):
+    """Raise from an agent for a failure that retrying cannot fix (bad input, a 4xx)."""

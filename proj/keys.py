@@ -20,6 +20,7 @@ class RunKeys:
     dispatched: str  # set: steps whose task messages were sent
     events: str  # stream: the run's event log
     approvals: str  # hash: gate step -> approval state (pending, approved, rejected, closed)
+    attention: str  # set: failed steps waiting for an operator (retry, skip or abort)
 
     def approval(self, step: str) -> str:
         """Hash: the approval checkpoint of gate ``step`` (request, deadline, decision)."""
@@ -32,7 +33,16 @@ class RunKeys:
     @property
     def durable(self) -> list[str]:
         """The keys that live as long as the run (all but claims, which carry their own TTL)."""
-        return [self.run, self.plan, self.results, self.steps, self.dispatched, self.events, self.approvals]
+        return [
+            self.run,
+            self.plan,
+            self.results,
+            self.steps,
+            self.dispatched,
+            self.events,
+            self.approvals,
+            self.attention,
+        ]
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class Keys:
             dispatched=f"{base}:dispatched",
             events=f"{base}:events",
             approvals=f"{base}:approvals",
+            attention=f"{base}:attention",
         )
 
     def idempotency(self, key: str) -> str:
@@ -66,6 +77,16 @@ class Keys:
     def approval_deadlines(self) -> str:
         """Sorted set: approval ids scored by their deadline (server clock)."""
         return f"{self.prefix}:approvals:deadlines"
+
+    @property
+    def active_runs(self) -> str:
+        """Sorted set: active run ids scored by their last progress (for the watchdog)."""
+        return f"{self.prefix}:runs:active"
+
+    @property
+    def escalations(self) -> str:
+        """Stream: failed steps handed to operators (error, traceback, attempts, context)."""
+        return f"{self.prefix}:escalations"
 
     def webhook_seen(self, webhook_id: str) -> str:
         """String with a TTL: an inbound webhook-id already accepted (the replay store)."""

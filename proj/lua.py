@@ -1,25 +1,44 @@
 """The registry's Lua scripts: each step transition is one atomic Redis round trip.
 
-Every script takes the run's durable keys first, in :attr:`RunKeys.durable` order
-(run, plan, results, steps, dispatched, events, approvals), then the global pending-approval
-and deadline indexes, then its own extra keys (``KEYS[10]`` on). Timestamps come from
-the Redis server's clock (``TIME``), so dispatch, start and finish times recorded by different
-machines share one clock.
+Every run script takes the same twelve keys first (see ``Registry._base``): the run's durable
+keys in :attr:`RunKeys.durable` order (run, plan, results, steps, dispatched, events,
+approvals, attention), then the global indexes (pending approvals, approval deadlines, active
+runs, the escalation stream). Its own extra keys follow, from ``KEYS[13]``. Timestamps come
+from the Redis server's clock (``TIME``), so times recorded by different machines share one clock.
 """
 
 from __future__ import annotations
 
-# Shared prelude: the server clock, and how a run ends (state set once, keys given a TTL).
+DURABLE_KEYS = 8
+
+# Shared prelude: the server clock, the run's state machine, and how a run ends.
 _PRELUDE = """
 local run, plan, results, steps = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local dispatched, events, approvals = KEYS[5], KEYS[6], KEYS[7]
-local pending_index, deadline_index = KEYS[8], KEYS[9]
+local dispatched, events, approvals, attention = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local pending_index, deadline_index, active_index, escalations = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local function now()
   local t = redis.call('TIME')
   return string.format('%d.%06d', t[1], t[2])
 end
 local function is_active(state)
-  return state == 'running' or state == 'waiting_approval'
+  return state == 'running' or state == 'waiting_approval' or state == 'needs_attention'
+end
+-- Progress marker for the watchdog: when did this run last change?
+local function touch(at)
+  redis.call('ZADD', active_index, at, redis.call('HGET', run, 'id'))
+end
+-- An active run's state follows from what it waits on: an operator, a reviewer, or nothing.
+local function refresh_state()
+  if not is_active(redis.call('HGET', run, 'state')) then return end
+  local state = 'running'
+  if redis.call('SCARD', attention) > 0 then
+    state = 'needs_attention'
+  else
+    for _, gate_state in ipairs(redis.call('HVALS', approvals)) do
+      if gate_state == 'pending' then state = 'waiting_approval' end
+    end
+  end
+  redis.call('HSET', run, 'state', state)
 end
 local function finish_run(state, err, ttl, idem_ttl)
   if not is_active(redis.call('HGET', run, 'state')) then return 0 end
@@ -38,8 +57,9 @@ local function finish_run(state, err, ttl, idem_ttl)
     redis.call('ZREM', deadline_index, run_id .. '.' .. gate)
     redis.call('EXPIRE', akey, ttl)
   end
+  redis.call('ZREM', active_index, run_id)
   redis.call('XADD', events, '*', 'type', 'run_finished', 'state', state, 'at', at)
-  for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
+  for i = 1, 8 do redis.call('EXPIRE', KEYS[i], ttl) end
   local idem = redis.call('HGET', run, 'idempotency_key_ref')
   if idem and idem ~= '' then redis.call('EXPIRE', idem, idem_ttl) end
   return 1
@@ -51,7 +71,7 @@ end
 START = (
     _PRELUDE
     + """
-local idem, index = KEYS[10], KEYS[11]
+local idem, index = KEYS[13], KEYS[14]
 if ARGV[5] == '1' then
   local existing = redis.call('GET', idem)
   if existing then return {0, existing} end
@@ -65,6 +85,7 @@ for i = 7, #ARGV, 2 do redis.call('HSET', plan, ARGV[i], ARGV[i + 1]) end
 redis.call('XADD', events, '*', 'type', 'run_started', 'at', at)
 redis.call('ZREMRANGEBYSCORE', index, '-inf', ARGV[6])
 redis.call('ZADD', index, at, ARGV[1])
+touch(at)
 return {1, ARGV[1]}
 """
 )
@@ -83,33 +104,50 @@ for i = 1, #ARGV do
     table.insert(claimed, ARGV[i])
   end
 end
+if #claimed > 0 then touch(at) end
 return claimed
 """
 )
 
 # KEYS: base..., claim
 # ARGV: step, token, lease_ms, worker
-# -> {'missing'} | {'done'} | {'inactive', state} | {'busy', pttl_ms}
-#    | {'run', plan_json, input_json, dep, dep_result_json, ...}
+# -> {'missing'} | {'done'} | {'inactive', state} | {'busy', pttl_ms} | {'failed'}
+#    | {'exhausted', attempts, last_error, plan_json}
+#    | {'run', plan_json, input_json, attempt, dep, dep_result_json, ...}
 BEGIN_STEP = (
     _PRELUDE
     + """
-local claim = KEYS[10]
+local claim = KEYS[13]
 local step = ARGV[1]
 local state = redis.call('HGET', run, 'state')
 if not state then return {'missing'} end
 if redis.call('HEXISTS', results, step) == 1 then return {'done'} end
 if not is_active(state) then return {'inactive', state} end
+if redis.call('SISMEMBER', attention, step) == 1 then return {'failed'} end
 if not redis.call('SET', claim, ARGV[2], 'NX', 'PX', ARGV[3]) then
   return {'busy', tostring(redis.call('PTTL', claim))}
 end
+local step_plan = redis.call('HGET', plan, step)
+local decoded = cjson.decode(step_plan)
+local attempts = tonumber(redis.call('HGET', steps, step .. '.body_runs') or '0')
+if attempts >= tonumber(decoded['retry']['max_attempts']) then
+  -- Every attempt so far ended without a result (errors, crashes, time limits): stop here.
+  redis.call('DEL', claim)
+  local last = redis.call('HGET', steps, step .. '.last_error') or ''
+  if last == '' or redis.call('HGET', steps, step .. '.state') == 'running' then
+    last = 'the worker process running it was lost'
+  end
+  return {'exhausted', tostring(attempts), last, step_plan}
+end
 local at = now()
 redis.call('HSET', steps, step .. '.started_at', at, step .. '.worker', ARGV[4], step .. '.state', 'running')
+if attempts == 0 then redis.call('HSET', steps, step .. '.first_started_at', at) end
 redis.call('HINCRBY', steps, step .. '.body_runs', 1)
-redis.call('XADD', events, '*', 'type', 'step_started', 'step', step, 'at', at, 'worker', ARGV[4])
-local step_plan = redis.call('HGET', plan, step)
-local out = {'run', step_plan, redis.call('HGET', run, 'input')}
-for _, dep in ipairs(cjson.decode(step_plan)['after']) do
+redis.call('XADD', events, '*', 'type', 'step_started', 'step', step, 'at', at, 'worker', ARGV[4],
+  'attempt', tostring(attempts + 1))
+touch(at)
+local out = {'run', step_plan, redis.call('HGET', run, 'input'), tostring(attempts + 1)}
+for _, dep in ipairs(decoded['after']) do
   table.insert(out, dep)
   table.insert(out, redis.call('HGET', results, dep))
 end
@@ -123,29 +161,89 @@ return out
 FINISH_STEP = (
     _PRELUDE
     + """
-local claim, step = KEYS[10], ARGV[1]
+local claim, step = KEYS[13], ARGV[1]
 if redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
-if redis.call('HSETNX', results, step, ARGV[3]) == 0 then return 0 end
 local at = now()
+if redis.call('HSETNX', results, step, ARGV[3]) == 0 then
+  redis.call('XADD', events, '*', 'type', 'step_result_discarded', 'step', step, 'at', at)
+  return 0
+end
 redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'succeeded',
   step .. '.result_bytes', string.len(ARGV[3]))
 for i = 4, #ARGV, 2 do redis.call('HSET', steps, step .. '.' .. ARGV[i], ARGV[i + 1]) end
 redis.call('XADD', events, '*', 'type', 'step_finished', 'step', step, 'at', at)
+touch(at)
 return 1
 """
 )
 
-# KEYS: durable..., claim
-# ARGV: step, token, error, ttl_s, idem_ttl_s
-FAIL_STEP = (
+# A transient failure with attempts left: free the step for the retry and say when it comes.
+# KEYS: base..., claim   ARGV: step, token, error, attempt, delay_s
+RETRY_LATER = (
     _PRELUDE
     + """
-local claim, step = KEYS[10], ARGV[1]
-if redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
+local claim, step = KEYS[13], ARGV[1]
+if ARGV[2] == '*' or redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 local at = now()
-redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'failed', step .. '.error', ARGV[3])
-redis.call('XADD', events, '*', 'type', 'step_failed', 'step', step, 'at', at, 'error', ARGV[3])
-return finish_run('failed', 'step ' .. step .. ' failed: ' .. ARGV[3], ARGV[4], ARGV[5])
+redis.call('HSET', steps, step .. '.state', 'retrying', step .. '.last_error', ARGV[3])
+redis.call('XADD', events, '*', 'type', 'step_retrying', 'step', step, 'at', at, 'attempt', ARGV[4],
+  'delay_s', ARGV[5], 'error', ARGV[3])
+touch(at)
+return 1
+"""
+)
+
+# A failure nobody should retry automatically: the step waits for an operator.
+# KEYS: base..., claim   ARGV: step, token ('*': whoever holds it), error, traceback, attempts
+ESCALATE = (
+    _PRELUDE
+    + """
+local claim, step = KEYS[13], ARGV[1]
+if ARGV[2] == '*' or redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
+if not is_active(redis.call('HGET', run, 'state')) then return 0 end
+if redis.call('HEXISTS', results, step) == 1 then return 0 end
+if redis.call('SADD', attention, step) == 0 then return 0 end
+local at = now()
+redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'failed', step .. '.error', ARGV[3],
+  step .. '.last_error', ARGV[3])
+redis.call('XADD', events, '*', 'type', 'step_failed', 'step', step, 'at', at, 'error', ARGV[3],
+  'attempts', ARGV[5])
+redis.call('XADD', escalations, '*', 'run_id', redis.call('HGET', run, 'id'), 'step', step, 'error', ARGV[3],
+  'traceback', ARGV[4], 'attempts', ARGV[5], 'context', results, 'at', at)
+refresh_state()
+touch(at)
+return 1
+"""
+)
+
+# Operator: run a failed step again (attempts start over) / give it an output and go on.
+# ARGV: step, actor ('retry')  |  step, actor, output_json ('skip') -> 1 if it acted
+OPERATOR_RETRY = (
+    _PRELUDE
+    + """
+local step = ARGV[1]
+if redis.call('SREM', attention, step) == 0 then return 0 end
+local at = now()
+redis.call('HSET', steps, step .. '.state', 'dispatched', step .. '.body_runs', 0, step .. '.dispatched_at', at)
+redis.call('XADD', events, '*', 'type', 'operator_retry', 'step', step, 'actor', ARGV[2], 'at', at)
+refresh_state()
+touch(at)
+return 1
+"""
+)
+
+OPERATOR_SKIP = (
+    _PRELUDE
+    + """
+local step = ARGV[1]
+if redis.call('SREM', attention, step) == 0 then return 0 end
+local at = now()
+redis.call('HSETNX', results, step, ARGV[3])
+redis.call('HSET', steps, step .. '.state', 'succeeded', step .. '.skipped_by', ARGV[2], step .. '.finished_at', at)
+redis.call('XADD', events, '*', 'type', 'operator_skip', 'step', step, 'actor', ARGV[2], 'at', at)
+refresh_state()
+touch(at)
+return 1
 """
 )
 
@@ -163,7 +261,7 @@ return finish_run(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 PARK = (
     _PRELUDE
     + """
-local akey, step, approval_id = KEYS[10], ARGV[1], ARGV[2]
+local akey, step, approval_id = KEYS[13], ARGV[1], ARGV[2]
 if not is_active(redis.call('HGET', run, 'state')) then return 0 end
 if redis.call('EXISTS', akey) == 1 then return 0 end
 local at = now()
@@ -172,11 +270,13 @@ if ARGV[4] ~= '' then deadline = string.format('%.6f', tonumber(at) + tonumber(A
 redis.call('HSET', akey, 'id', approval_id, 'run_id', redis.call('HGET', run, 'id'), 'step', step,
   'state', 'pending', 'requested_at', at, 'request', ARGV[3], 'deadline', deadline)
 redis.call('HSET', approvals, step, 'pending')
+redis.call('SREM', attention, step)
 redis.call('ZADD', pending_index, at, approval_id)
 if deadline ~= '' then redis.call('ZADD', deadline_index, deadline, approval_id) end
-redis.call('HSET', run, 'state', 'waiting_approval')
 redis.call('HSET', steps, step .. '.state', 'waiting_approval', step .. '.started_at', at)
 redis.call('XADD', events, '*', 'type', 'approval_requested', 'step', step, 'approval_id', approval_id, 'at', at)
+refresh_state()
+touch(at)
 return 1
 """
 )
@@ -190,14 +290,15 @@ return 1
 DECIDE = (
     _PRELUDE
     + """
-local akey, step, approval_id, decision = KEYS[10], ARGV[1], ARGV[2], ARGV[3]
+local akey, step, approval_id, decision = KEYS[13], ARGV[1], ARGV[2], ARGV[3]
 local astate = redis.call('HGET', akey, 'state')
 if not astate then return {'missing'} end
 if astate == 'closed' then return {'closed', redis.call('HGET', akey, 'closed_reason') or 'closed'} end
 if astate ~= 'pending' then return {'decided', astate, redis.call('HGET', akey, 'decision') or ''} end
 if ARGV[11] ~= '' then
   local deadline = redis.call('HGET', akey, 'deadline')
-  if deadline == '' or redis.call('HGET', akey, 'escalated') == '1' or tonumber(deadline) > tonumber(ARGV[11]) then
+  local escalated = redis.call('HGET', akey, 'escalated') == '1'
+  if deadline == '' or escalated or tonumber(deadline) > tonumber(ARGV[11]) then
     return {'not_due'}
   end
 end
@@ -216,18 +317,23 @@ redis.call('HSET', akey, 'state', final, 'decision', decision, 'comment', ARGV[4
 redis.call('HSET', approvals, step, final)
 redis.call('ZREM', pending_index, approval_id)
 redis.call('ZREM', deadline_index, approval_id)
-redis.call('HSETNX', results, step, ARGV[7])
-redis.call('HSET', steps, step .. '.state', 'succeeded', step .. '.finished_at', at)
 redis.call('XADD', events, '*', 'type', 'approval_decided', 'step', step, 'approval_id', approval_id,
   'decision', decision, 'actor', ARGV[6], 'at', at)
 if decision == 'reject' and ARGV[8] == '1' then
+  redis.call('HSET', steps, step .. '.state', 'rejected', step .. '.finished_at', at)
   finish_run('rejected', 'rejected at ' .. step .. ' by ' .. ARGV[6], ARGV[9], ARGV[10])
   return {'ok', decision}
 end
-for _, gate_state in ipairs(redis.call('HVALS', approvals)) do
-  if gate_state == 'pending' then return {'ok', decision} end
-end
-redis.call('HSET', run, 'state', 'running')
+redis.call('HSETNX', results, step, ARGV[7])
+redis.call('HSET', steps, step .. '.state', 'succeeded', step .. '.finished_at', at)
+refresh_state()
+touch(at)
 return {'ok', decision}
 """
 )
+
+# Keep a step's lease while its body runs. KEYS: claim  ARGV: token, lease_ms -> 1 if extended
+EXTEND_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""

@@ -12,6 +12,8 @@ AGENT_TASK_PREFIX = "agents."
 COORDINATOR_TASK_PREFIX = "coordinator."
 COORDINATOR_QUEUE = "coordinator"
 NOTIFICATIONS_QUEUE = "notifications"
+# The coordinator callback's stable name; agents re-dispatch a step into it after a hard time limit.
+ADVANCE_TASK = "coordinator.advance"
 # Coordinator tasks that get a queue of their own: outbound HTTP must never delay a handoff.
 _OWN_QUEUE = {"coordinator.notify_approval": NOTIFICATIONS_QUEUE}
 

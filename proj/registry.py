@@ -31,16 +31,21 @@ class StepWork:
     input: dict[str, Any]
     dependencies: dict[str, Any]
     context_bytes: int
+    attempt: int
 
 
 @dataclass(frozen=True)
 class BeginOutcome:
-    """Result of trying to claim a step: ``run``, ``done``, ``busy``, ``inactive`` or ``missing``."""
+    """Result of trying to claim a step: ``run``, ``done``, ``busy``, ``inactive``, ``missing``,
+    ``failed`` (waits for an operator) or ``exhausted`` (no attempts left)."""
 
     status: str
     work: StepWork | None = None
     state: str | None = None
     retry_in_ms: int = 0
+    attempts: int = 0
+    last_error: str = ""
+    plan: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,11 @@ class Registry:
         self._dispatch = client.register_script(lua.DISPATCH)
         self._begin = client.register_script(lua.BEGIN_STEP)
         self._finish = client.register_script(lua.FINISH_STEP)
-        self._fail = client.register_script(lua.FAIL_STEP)
+        self._retry_later = client.register_script(lua.RETRY_LATER)
+        self._escalate = client.register_script(lua.ESCALATE)
+        self._operator_retry = client.register_script(lua.OPERATOR_RETRY)
+        self._operator_skip = client.register_script(lua.OPERATOR_SKIP)
+        self._extend_lease = client.register_script(lua.EXTEND_LEASE)
         self._finish_run = client.register_script(lua.FINISH_RUN)
         self._park = client.register_script(lua.PARK)
         self._decide = client.register_script(lua.DECIDE)
@@ -93,7 +102,8 @@ class Registry:
 
     def _base(self, run_id: str) -> list[str]:
         """The keys every run script takes first (see proj.lua)."""
-        return [*self.run_keys(run_id).durable, self.keys.pending_approvals, self.keys.approval_deadlines]
+        k = self.keys
+        return [*self.run_keys(run_id).durable, k.pending_approvals, k.approval_deadlines, k.active_runs, k.escalations]
 
     def _ends(self) -> list[int]:
         return [self.settings.finished_run_ttl_s, self.settings.idempotency_ttl_s]
@@ -156,13 +166,25 @@ class Registry:
             return BeginOutcome("busy", retry_in_ms=max(int(reply[1]), 0))
         if status == "inactive":
             return BeginOutcome("inactive", state=reply[1])
+        if status == "exhausted":
+            plan = json.loads(reply[3])
+            return BeginOutcome("exhausted", attempts=int(reply[1]), last_error=reply[2], plan=plan)
         if status != "run":
             return BeginOutcome(status)
-        step_plan_raw, input_raw, *pairs = reply[1:]
+        step_plan_raw, input_raw, attempt, *pairs = reply[1:]
         dependencies = {pairs[i]: json.loads(pairs[i + 1]) for i in range(0, len(pairs), 2)}
         context_bytes = len(input_raw) + sum(len(pairs[i + 1]) for i in range(0, len(pairs), 2))
-        work = StepWork(json.loads(step_plan_raw), json.loads(input_raw), dependencies, context_bytes)
+        work = StepWork(json.loads(step_plan_raw), json.loads(input_raw), dependencies, context_bytes, int(attempt))
         return BeginOutcome("run", work=work)
+
+    def extend_lease(self, run_id: str, step: str, token: str) -> bool:
+        """Keep holding ``step`` while its body runs (the lease lapses if the holder dies)."""
+        claim = self.run_keys(run_id).claim(step)
+        return bool(self._extend_lease(keys=[claim], args=[token, self.settings.step_lease_s * 1000]))
+
+    def release_claim(self, run_id: str, step: str) -> None:
+        """Drop the step's lease whoever holds it: only for a holder known to be dead."""
+        self.client.delete(self.run_keys(run_id).claim(step))
 
     def finish_step(self, run_id: str, step: str, token: str, result_json: str, metadata: dict[str, Any]) -> bool:
         """Store a step's result; False when another delivery stored one first."""
@@ -172,11 +194,39 @@ class Registry:
             args += [name, value]
         return bool(self._finish(keys=[*self._base(run_id), rk.claim(step)], args=args))
 
-    def fail_step(self, run_id: str, step: str, token: str, error: str) -> bool:
-        """Record a step failure and end the run ``failed``; True if this call ended it."""
-        rk = self.run_keys(run_id)
-        args: list[Any] = [step, token, error, *self._ends()]
-        return bool(self._fail(keys=[*self._base(run_id), rk.claim(step)], args=args))
+    def retry_later(self, run_id: str, step: str, token: str, error: str, attempt: int, delay_s: float) -> None:
+        """A transient failure with attempts left: free the step for its retry."""
+        keys = [*self._base(run_id), self.run_keys(run_id).claim(step)]
+        self._retry_later(keys=keys, args=[step, token, error, attempt, f"{delay_s:.3f}"])
+
+    def escalate(self, run_id: str, step: str, token: str, error: str, traceback: str, attempts: int) -> bool:
+        """Mark ``step`` failed and hand it to an operator: the run becomes ``needs_attention``."""
+        keys = [*self._base(run_id), self.run_keys(run_id).claim(step)]
+        return bool(self._escalate(keys=keys, args=[step, token, error, traceback[-8000:], attempts]))
+
+    def operator_retry(self, run_id: str, step: str, actor: str) -> bool:
+        return bool(self._operator_retry(keys=self._base(run_id), args=[step, actor]))
+
+    def operator_skip(self, run_id: str, step: str, actor: str, output_json: str) -> bool:
+        return bool(self._operator_skip(keys=self._base(run_id), args=[step, actor, output_json]))
+
+    def attention(self, run_id: str) -> set[str]:
+        return set(self.client.smembers(self.run_keys(run_id).attention))
+
+    def stalled_runs(self, idle_s: float, limit: int = 100) -> list[str]:
+        """Active runs whose last progress is older than ``idle_s`` (server clock)."""
+        before = self.server_time() - idle_s
+        return list(self.client.zrangebyscore(self.keys.active_runs, "-inf", before, start=0, num=limit))
+
+    def touch_active(self, run_id: str) -> None:
+        self.client.zadd(self.keys.active_runs, {run_id: self.server_time()}, xx=True)
+
+    def claim_holder(self, run_id: str, step: str) -> str | None:
+        return self.client.get(self.run_keys(run_id).claim(step))  # type: ignore[no-any-return]
+
+    def last_event_id(self, run_id: str) -> str:
+        entries = self.client.xrevrange(self.run_keys(run_id).events, count=1)
+        return str(entries[0][0]) if entries else "0-0"
 
     def finish_run(self, run_id: str, state: str, error: str = "") -> bool:
         """Move a running run to a terminal ``state`` once; True if this call did it."""
@@ -272,11 +322,11 @@ class Registry:
         event = self.wait_event(run_id, {RUN_FINISHED}, timeout_s)
         return None if event is None else event.fields.get("state")
 
-    def wait_event(self, run_id: str, types: set[str], timeout_s: float) -> Event | None:
-        """The first event of one of ``types`` in the run's log (past or future), or None."""
+    def wait_event(self, run_id: str, types: set[str], timeout_s: float, after: str = "0-0") -> Event | None:
+        """The first event of one of ``types`` after event id ``after`` (past or future), or None."""
         rk = self.run_keys(run_id)
         deadline = time.monotonic() + timeout_s
-        last_id = "0-0"
+        last_id = after
         while True:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:

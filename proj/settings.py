@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DAY_S = 24 * 3600
@@ -38,10 +38,31 @@ class Settings(BaseSettings):
         default=DAY_S, gt=0, description="TTL of Celery's own task results (small references)."
     )
     step_lease_s: int = Field(
-        default=300,
+        default=30,
         gt=0,
-        description="Lease of a step claim: a second copy of a step's task waits this long for "
-        "the first before it may take the step over.",
+        description="Lease on a running step, renewed while its body runs: a copy of the step's task "
+        "takes over at most this long after the process running it died.",
+    )
+    retry_max_attempts: int = Field(default=3, ge=1, description="Default body executions of a step before escalating.")
+    retry_backoff_s: float = Field(default=1.0, ge=0, description="Default delay before the second attempt (doubles).")
+    retry_backoff_max_s: float = Field(default=60.0, ge=0, description="Default cap of the retry backoff.")
+    step_time_limit_s: float = Field(
+        default=600.0, gt=0, description="Default hard time limit of a step (the process is killed)."
+    )
+    step_soft_time_limit_s: float | None = Field(
+        default=None, gt=0, description="Default soft time limit (a retryable error); unset: 90% of the hard one."
+    )
+    acks_late: bool = Field(
+        default=True,
+        description="Ack agent messages after the step ran. Never turn off in production: it exists so the "
+        "chaos benchmark's negative control can show the work it loses.",
+    )
+    watchdog_interval_s: float = Field(default=30.0, gt=0, description="How often the beat runs the watchdog.")
+    watchdog_stall_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="A running run with no progress for this long is re-driven from the registry; 0 turns "
+        "the watchdog off.",
     )
     agent_modules: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
@@ -101,6 +122,19 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @model_validator(mode="after")
+    def _time_limits_below_visibility_timeout(self) -> Settings:
+        check_time_limit(self.step_time_limit_s, self, "AGENTCHORD_STEP_TIME_LIMIT_S")
+        return self
+
+    def default_retry(self) -> dict[str, Any]:
+        return {
+            "max_attempts": self.retry_max_attempts,
+            "backoff_s": self.retry_backoff_s,
+            "backoff_max_s": self.retry_backoff_max_s,
+            "jitter": 0.2,
+        }
+
     @property
     def resolved_redis_url(self) -> str:
         """The Redis URL to use; raises when none is configured (the local stack sets one)."""
@@ -124,3 +158,21 @@ def env_example() -> str:
         lines.append(f"# {field.description}")
         lines.append(f"AGENTCHORD_{name.upper()}={'' if default is None else default}")
     return "\n".join(lines) + "\n"
+
+
+# A step may run this close to the visibility timeout, no closer: past it the broker would hand
+# the unacked message to a second worker while the first still runs it.
+VISIBILITY_SAFETY = 0.8
+
+
+def check_time_limit(time_limit_s: float, settings: Settings, where: str) -> None:
+    """Refuse a time limit that is not safely below the Redis broker's visibility timeout."""
+    ceiling = settings.broker_visibility_timeout_s * VISIBILITY_SAFETY
+    if time_limit_s > ceiling:
+        from proj.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"{where} is {time_limit_s:g}s, not safely below the broker visibility timeout "
+            f"({settings.broker_visibility_timeout_s}s; the limit is {ceiling:g}s): raise "
+            "AGENTCHORD_BROKER_VISIBILITY_TIMEOUT_S or lower the time limit"
+        )

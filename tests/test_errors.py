@@ -31,6 +31,10 @@ SAMPLES: list[errors.AgentchordError] = [
     errors.AuthenticationError("invalid signature"),
     errors.ReplayedWebhookError("msg_1"),
     errors.BodyTooLargeError(65536),
+    errors.RunNeedsAttentionError("r1", "needs_attention", "step 'a' failed"),
+    errors.StepStateError("r1", "a", "retry", "succeeded"),
+    errors.TransientError("provider busy"),
+    errors.PermanentError("bad input"),
     errors.MalformedBodyError("Expecting value: line 1 column 1 (char 0)"),
 ]
 

@@ -11,7 +11,7 @@ from coordinator.demo import SAMPLE_DIFF
 from coordinator.dispatch import dispatch_ready
 from coordinator.stack import WorkerProcess
 from proj.celery import app
-from proj.errors import RunFailedError, RunNotFoundError
+from proj.errors import RunFailedError, RunNeedsAttentionError, RunNotFoundError
 from proj.registry import registry_for
 from proj.settings import Settings
 from tests.conftest import wait_for
@@ -131,18 +131,24 @@ def test_cancel_stops_dispatching_further_steps(client: redis.Redis) -> None:
     assert [e.type for e in run.events()][-1] != "step_dispatched"
 
 
-def test_failing_agent_fails_the_run_with_its_error(client: redis.Redis) -> None:
+def test_permanent_failure_is_not_retried_and_escalates_to_an_operator(client: redis.Redis) -> None:
     wf = Workflow(
         name="fails",
         steps=[Step(name="explode", agent="boom"), Step(name="after", agent="echo", after=["explode"])],
     )
     run = start(wf, input={})
-    with pytest.raises(RunFailedError, match="ValueError: boom in explode"):
+    with pytest.raises(RunNeedsAttentionError, match="step 'explode' failed: ValueError: boom in explode"):
         run.wait(timeout=60)
     status = run.status()
-    assert status.state == "failed"
-    assert status.steps["explode"].state == "failed"
+    assert status.state == "needs_attention"
+    assert status.steps["explode"].state == "failed" and status.steps["explode"].body_runs == 1
     assert status.steps["after"].state == "pending"
+    escalated = client.xrange(registry_for(app_settings()).keys.escalations)
+    mine = [fields for _id, fields in escalated if fields["run_id"] == run.id]
+    assert len(mine) == 1 and mine[0]["step"] == "explode" and "ValueError" in mine[0]["traceback"]
+    assert run.abort("not fixable") is True
+    with pytest.raises(RunFailedError, match="ended failed: aborted by python: not fixable"):
+        run.wait(timeout=5)
 
 
 def test_user_role_from_agent_modules_setting_runs(client: redis.Redis) -> None:

@@ -1,0 +1,42 @@
+"""Operator actions on a run that needs attention: retry a failed step, skip it with a supplied
+output, or abort the run. One code path behind Python, the CLI and the HTTP API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from coordinator.compile import canvas_for
+from coordinator.dispatch import dispatch_ready
+from proj.celery import app
+from proj.errors import RunNotFoundError, StepStateError
+from proj.registry import Registry
+
+
+def _state_of(registry: Registry, run_id: str, step: str) -> str:
+    records = registry.step_records(run_id)
+    if not registry.run_record(run_id):
+        raise RunNotFoundError(run_id)
+    return records.get(step, {}).get("state", "unknown step")
+
+
+def retry_step(registry: Registry, run_id: str, step: str, actor: str = "operator") -> None:
+    """Run a failed step again, with a fresh set of attempts; the run continues from there."""
+    if not registry.operator_retry(run_id, step, actor):
+        raise StepStateError(run_id, step, "retry", _state_of(registry, run_id, step))
+    plan = registry.snapshot(run_id).plan
+    canvas_for(app, run_id, [step], plan).apply_async()
+
+
+def skip_step(registry: Registry, run_id: str, step: str, output: Any, actor: str = "operator") -> None:
+    """Give a failed step ``output`` as its result and dispatch what it unblocks."""
+    if not registry.operator_skip(run_id, step, actor, json.dumps(output)):
+        raise StepStateError(run_id, step, "skip", _state_of(registry, run_id, step))
+    dispatch_ready(registry, run_id)
+
+
+def abort_run(registry: Registry, run_id: str, reason: str = "", actor: str = "operator") -> bool:
+    """End the run ``failed``; True if this call ended it (False: it had ended already)."""
+    if not registry.run_record(run_id):
+        raise RunNotFoundError(run_id)
+    return registry.finish_run(run_id, "failed", f"aborted by {actor}" + (f": {reason}" if reason else ""))

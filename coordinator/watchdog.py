@@ -1,0 +1,55 @@
+"""The watchdog: re-drives runs that stopped making progress, from the registry alone.
+
+A run can stall when a message is lost between two hops: a worker killed outright (its
+unacked message waits for the broker's visibility timeout), a Redis restart between a result
+and its dispatch, a chord whose counter was lost. Every such run still has all its state in
+the registry, so re-driving it is: send again every dispatched step that has no result and no
+live lease (a duplicate is harmless: steps are effectively once), then dispatch what is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from coordinator.compile import canvas_for, is_gate
+from coordinator.dispatch import dispatch_ready
+from proj.celery import app
+from proj.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+
+def redrive(registry: Registry, run_id: str) -> list[str]:
+    """Re-send the run's orphaned steps and dispatch what is ready; returns the re-sent steps."""
+    snapshot = registry.snapshot(run_id)
+    if snapshot.state != "running":
+        # Parked or waiting for an operator: waiting is what it should do. Ended: drop it.
+        if snapshot.state not in ("waiting_approval", "needs_attention"):
+            registry.client.zrem(registry.keys.active_runs, run_id)
+        return []
+    records = registry.step_records(run_id)
+    orphans = [
+        step
+        for step in snapshot.plan
+        if step in snapshot.dispatched
+        and step not in snapshot.done
+        and not is_gate(snapshot.plan[step])
+        and records.get(step, {}).get("state") != "failed"
+        and registry.claim_holder(run_id, step) is None
+    ]
+    for step in orphans:
+        canvas_for(app, run_id, [step], snapshot.plan).apply_async()
+        registry.add_event(run_id, "step_redriven", step=step)
+    dispatch_ready(registry, run_id)
+    registry.touch_active(run_id)
+    if orphans:
+        logger.warning("watchdog re-drove run %s: %s", run_id, ", ".join(orphans))
+    return orphans
+
+
+def sweep_stalled(registry: Registry) -> dict[str, list[str]]:
+    """Re-drive every run without progress for ``watchdog_stall_s``; {run: re-sent steps}."""
+    stall_s = registry.settings.watchdog_stall_s
+    if stall_s <= 0:
+        return {}
+    return {run_id: redrive(registry, run_id) for run_id in registry.stalled_runs(stall_s)}
