@@ -30,8 +30,6 @@ AgentFunction = Callable[..., Any]
 F = TypeVar("F", bound=AgentFunction)
 
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-# Sent when a step ended without its body reporting (a hard time limit killed the process).
-STEP_LOST_TASK = "coordinator.step_lost"
 
 
 @dataclass(frozen=True)
@@ -82,21 +80,6 @@ def _qualname(function: AgentFunction) -> str:
     return f"{function.__module__}.{function.__qualname__}"
 
 
-class AgentTask(Task):  # type: ignore[misc]
-    """Base of every agent task: reports steps whose process was killed by a hard time limit.
-
-    Celery calls ``on_failure`` for a hard time limit in the worker's main process (the child is
-    already gone), so this is the one place that can tell the coordinator about it.
-    """
-
-    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        if type(exc).__name__ == "TimeLimitExceeded" and isinstance(kwargs, dict) and "run_id" in kwargs:
-            app.send_task(
-                STEP_LOST_TASK,
-                kwargs={"run_id": kwargs["run_id"], "step": kwargs["step"], "error": f"hard time limit: {exc}"},
-            )
-
-
 def _make_task(entry: AgentRole) -> None:
     from agents.runtime import execute_step
 
@@ -106,7 +89,6 @@ def _make_task(entry: AgentRole) -> None:
     run_agent_step.__name__ = f"{entry.name}_step"
     app.task(
         name=entry.task_name,
-        base=AgentTask,
         bind=True,
         acks_late=current_settings().acks_late,
         reject_on_worker_lost=current_settings().acks_late,

@@ -24,6 +24,7 @@ class StepContext(BaseModel):
     input: dict[str, Any] = Field(default_factory=dict)
     dependencies: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
+    attempt: int = Field(default=1, ge=1, description="1 on the first execution of the body, 2 on its retry, ...")
     _model: ChatModel | None = PrivateAttr(default=None)
 
     def with_model(self, model: ChatModel) -> StepContext:

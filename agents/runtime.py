@@ -15,6 +15,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
@@ -64,6 +65,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         input=work.input,
         dependencies=work.dependencies,
         params=work.plan.get("params", {}),
+        attempt=work.attempt,
     ).with_model(MeteredModel(model_for(settings), meter))
 
     started = time.perf_counter()
@@ -96,7 +98,14 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
             "context_bytes": work.context_bytes,
         },
     )
+    for hook in AFTER_STORE_HOOKS:
+        hook(context)
     return {"run_id": run_id, "step": step, "status": "succeeded"}
+
+
+# Called with the step's context after its result is stored, before the task returns (and so
+# before the next hop is sent): instrumentation, and the fault-injection tests' crash point.
+AFTER_STORE_HOOKS: list[Callable[[StepContext], None]] = []
 
 
 def give_up(

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from coordinator.approvals import resume
 from coordinator.checkpoints import ApprovalView, get_approval, pending_approvals
+from coordinator.operator import abort_run, retry_step, skip_step
 from coordinator.runner import RunStatus, get_run, start
 from coordinator.specs import Workflow, builtin_workflow
 from coordinator.timing import RunTimings
@@ -35,6 +36,7 @@ from proj.errors import (
     MalformedBodyError,
     ReplayedWebhookError,
     RunNotFoundError,
+    StepStateError,
     UnknownWorkflowError,
     WorkflowSpecError,
 )
@@ -51,6 +53,7 @@ _STATUS: list[tuple[type[AgentchordError], int]] = [
     (RunNotFoundError, 404),
     (UnknownWorkflowError, 404),
     (ApprovalConflictError, 409),
+    (StepStateError, 409),
     (ApprovalClosedError, 410),
     (ApprovalDataError, 422),
     (WorkflowSpecError, 422),
@@ -78,6 +81,18 @@ class RunView(BaseModel):
     status: RunStatus
     timings: RunTimings
     approvals: list[ApprovalView]
+
+
+class SkipRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    output: JsonValue = Field(description="The failed step's output, as its dependents will see it.")
+
+
+class AbortRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)
 
 
 class ResumeRequest(BaseModel):
@@ -165,6 +180,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """A run's state, steps, timings and approvals."""
         run = get_run(run_id, settings=settings)
         return RunView(status=run.status(), timings=run.timings(), approvals=run.approvals())
+
+    @api.post("/workflows/{run_id}/steps/{step}/retry", status_code=202)
+    def retry_failed_step(run_id: str, step: str, auth: tuple[str, bytes] = Depends(caller)) -> dict[str, str]:
+        """Operator: run a failed step again (fresh attempts). 409 unless it is failed."""
+        retry_step(registry, run_id, step, actor=auth[0])
+        return {"run_id": run_id, "step": step, "action": "retry"}
+
+    @api.post("/workflows/{run_id}/steps/{step}/skip", status_code=202)
+    def skip_failed_step(run_id: str, step: str, auth: tuple[str, bytes] = Depends(caller)) -> dict[str, str]:
+        """Operator: give a failed step an output and continue. 409 unless it is failed."""
+        request: SkipRequest = parse(auth[1], SkipRequest)
+        skip_step(registry, run_id, step, request.output, actor=auth[0])
+        return {"run_id": run_id, "step": step, "action": "skip"}
+
+    @api.post("/workflows/{run_id}/abort")
+    def abort(run_id: str, auth: tuple[str, bytes] = Depends(caller)) -> dict[str, Any]:
+        """Operator: end the run failed. ``ended`` is false when it had ended already."""
+        request: AbortRequest = parse(auth[1] or b"{}", AbortRequest)
+        return {"run_id": run_id, "ended": abort_run(registry, run_id, request.reason, actor=auth[0])}
+
+    @api.post("/workflows/{run_id}/cancel")
+    def cancel(run_id: str, _auth: tuple[str, bytes] = Depends(caller)) -> dict[str, Any]:
+        """Cancel the run: nothing is dispatched after this; pending approvals close."""
+        return {"run_id": run_id, "cancelled": get_run(run_id, settings=settings).cancel()}
 
     @api.get("/approvals", response_model=list[ApprovalView])
     def list_approvals(_auth: tuple[str, bytes] = Depends(caller)) -> list[ApprovalView]:

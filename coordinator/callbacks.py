@@ -3,7 +3,8 @@
 - ``coordinator.advance``: the callback every chain and chord ends in; dispatches what became ready.
 - ``coordinator.sweep_deadlines``: the periodic approval-deadline sweep (celery beat).
 - ``coordinator.notify_approval``: one signed outbound notification, on the ``notifications`` queue.
-- ``coordinator.step_lost``: a step killed by its hard time limit: retry later or escalate.
+- ``coordinator.step_failed``: every agent task's errback; a step killed by its hard time limit
+  is retried later or escalated.
 - ``coordinator.escalate_to_approval``: a failed step handed to a human approval.
 - ``coordinator.watchdog``: re-drives stalled runs from the registry (celery beat).
 """
@@ -68,16 +69,27 @@ def notify_approval(self: Any, approval_id: str, url: str, event: str = "approva
         raise self.retry(countdown=delay * random.uniform(0.8, 1.2)) from None
 
 
-@app.task(name="coordinator.step_lost", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
+@app.task(name="coordinator.step_failed", ignore_result=True)  # type: ignore[untyped-decorator]
+def step_failed(request: Any, exc: BaseException, traceback: Any, run_id: str = "", step: str = "") -> str:
+    """Errback of every agent task, called in-process by Celery. Failures of the body were handled
+    by the agent runtime already; a hard time limit killed the process before it could report,
+    so that one is handled here."""
+    if type(exc).__name__ != "TimeLimitExceeded":
+        return "handled by the agent"
+    return step_lost(run_id, step, f"hard time limit exceeded ({exc})")
+
+
 def step_lost(run_id: str, step: str, error: str) -> str:
-    """A step ended without its body reporting (a hard time limit killed its process): retry it
-    with backoff if attempts remain, else escalate it."""
+    """A step ended without its body reporting: retry it with backoff if attempts remain, else
+    escalate it."""
     registry = registry_for(current_settings())
     snapshot = registry.snapshot(run_id)
     if step in snapshot.done or step not in snapshot.plan:
         return "done"
     plan = snapshot.plan[step]
     attempts = int(registry.step_records(run_id).get(step, {}).get("body_runs", 0))
+    if not registry.first_loss_report(run_id, step, attempts):
+        return "already handled"  # Celery may call a task's errbacks more than once
     policy = RetryPolicy(**plan["retry"])
     if attempts < policy.max_attempts:
         delay = policy.delay_s(attempts)

@@ -134,6 +134,35 @@ def approve(
 
 
 @cli.command()
+def retry(run_id: str, step: str) -> None:
+    """Operator: run a failed step again, with fresh attempts."""
+    get_run(run_id, settings=_settings()).retry_step(step)
+    console.print(f"{run_id}.{step}: retrying")
+
+
+@cli.command()
+def skip(
+    run_id: str,
+    step: str,
+    output: Annotated[str, typer.Option(help="The step's output as JSON, as its dependents will see it.")] = "{}",
+) -> None:
+    """Operator: give a failed step an output and let the run continue."""
+    try:
+        value: Any = json.loads(output)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--output is not valid JSON: {exc}") from None
+    get_run(run_id, settings=_settings()).skip_step(step, value)
+    console.print(f"{run_id}.{step}: skipped")
+
+
+@cli.command()
+def abort(run_id: str, reason: Annotated[str, typer.Option(help="Why, for the event log.")] = "") -> None:
+    """Operator: end a run failed."""
+    ended = get_run(run_id, settings=_settings()).abort(reason)
+    console.print(f"{run_id}: {'aborted' if ended else 'had already ended'}")
+
+
+@cli.command()
 def demo(
     latency_ms: Annotated[float, typer.Option(help="Simulated model latency per call (offline model).")] = 0.0,
 ) -> None:

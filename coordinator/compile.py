@@ -18,7 +18,7 @@ from celery.canvas import Signature
 
 from coordinator.specs import Workflow
 from proj.policy import RetryPolicy
-from proj.queues import ADVANCE_TASK, agent_task_name
+from proj.queues import ADVANCE_TASK, STEP_FAILED_TASK, agent_task_name
 
 # {"agent": str | None, "after": [str], "params": {...}, "index": int, "approval"?: {...}}
 StepPlan = dict[str, Any]
@@ -40,7 +40,8 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], StepPlan] | 
             "index": index,
             "retry": step.retry.model_dump() if step.retry else base["retry"],
             "time_limit_s": step.time_limit_s or base.get("time_limit_s"),
-            "soft_time_limit_s": step.soft_time_limit_s or base.get("soft_time_limit_s"),
+            "soft_time_limit_s": step.soft_time_limit_s
+            or (step.time_limit_s * 0.9 if step.time_limit_s else base.get("soft_time_limit_s")),
             "on_failure": step.on_failure,
         }
         if step.approval is not None:
@@ -115,11 +116,15 @@ def agent_signature(app: Celery, run_id: str, step: str, plan: dict[str, StepPla
         "time_limit": plan[step].get("time_limit_s"),
         "soft_time_limit": plan[step].get("soft_time_limit_s"),
     }
+    # The errback is how a step killed by its hard time limit is noticed: Celery calls it in the
+    # worker's main process, where the killed child can no longer report anything.
+    on_error = app.signature(STEP_FAILED_TASK, kwargs={"run_id": run_id, "step": step})
     return app.signature(
         agent_task_name(plan[step]["agent"]),
         kwargs={"run_id": run_id, "step": step},
         task_id=step_task_id(run_id, step),
         immutable=True,
+        link_error=[on_error],
         **{name: value for name, value in limits.items() if value},
     )
 

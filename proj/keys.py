@@ -26,6 +26,10 @@ class RunKeys:
         """Hash: the approval checkpoint of gate ``step`` (request, deadline, decision)."""
         return f"{self.run}:approval:{step}"
 
+    def loss_reported(self, step: str, attempt: int) -> str:
+        """String with a TTL: a lost attempt of ``step`` was already handled (errbacks can repeat)."""
+        return f"{self.run}:lost:{step}:{attempt}"
+
     def claim(self, step: str) -> str:
         """String key with a lease: which delivery of ``step`` runs the agent body."""
         return f"{self.run}:claim:{step}"

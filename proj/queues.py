@@ -14,6 +14,8 @@ COORDINATOR_QUEUE = "coordinator"
 NOTIFICATIONS_QUEUE = "notifications"
 # The coordinator callback's stable name; agents re-dispatch a step into it after a hard time limit.
 ADVANCE_TASK = "coordinator.advance"
+# The errback of every agent task (hard time limits are only visible there).
+STEP_FAILED_TASK = "coordinator.step_failed"
 # Coordinator tasks that get a queue of their own: outbound HTTP must never delay a handoff.
 _OWN_QUEUE = {"coordinator.notify_approval": NOTIFICATIONS_QUEUE}
 

@@ -126,9 +126,13 @@ class RedisServer:
             self.process.wait()
             self.process = None
 
-    def restart(self) -> RedisServer:
-        """Kill and start again on the same port and data directory."""
-        self.kill()
+    def restart(self, crash: bool = False) -> RedisServer:
+        """Stop (SIGTERM, which flushes the AOF; ``crash``: SIGKILL) and start again on the same
+        port and data directory."""
+        if crash:
+            self.kill()
+        else:
+            self.stop()
         return self.start()
 
     def close(self) -> None:

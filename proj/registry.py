@@ -182,6 +182,11 @@ class Registry:
         claim = self.run_keys(run_id).claim(step)
         return bool(self._extend_lease(keys=[claim], args=[token, self.settings.step_lease_s * 1000]))
 
+    def first_loss_report(self, run_id: str, step: str, attempt: int) -> bool:
+        """True the first time attempt ``attempt`` of ``step`` is reported lost."""
+        key = self.run_keys(run_id).loss_reported(step, attempt)
+        return bool(self.client.set(key, "1", nx=True, ex=self.settings.finished_run_ttl_s))
+
     def release_claim(self, run_id: str, step: str) -> None:
         """Drop the step's lease whoever holds it: only for a holder known to be dead."""
         self.client.delete(self.run_keys(run_id).claim(step))

@@ -45,7 +45,7 @@ def wait_for(predicate: Callable[[], T], timeout_s: float = 30.0, interval_s: fl
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
+    server = RedisServer(appendonly=True).start()
     yield server
     server.close()
 
@@ -65,7 +65,9 @@ def settings(redis_server: RedisServer, receiver: Receiver) -> Settings:
         redis_url=redis_server.url,
         key_prefix="agentchord-test",
         agent_modules=(TEST_AGENT_MODULE,),
-        step_lease_s=30,
+        step_lease_s=2,
+        retry_backoff_s=0.1,
+        watchdog_stall_s=0,  # tests drive the watchdog themselves
         api_port=api_port,
         public_url=f"http://127.0.0.1:{api_port}",
         webhook_secrets=(SecretStr(WEBHOOK_SECRET), SecretStr(OLD_WEBHOOK_SECRET)),

@@ -6,10 +6,15 @@ Each reports what it saw, so tests can check context filtering and timing.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from agents import Message, StepContext, agent
+from agents.runtime import AFTER_STORE_HOOKS
+from proj.errors import TransientError
 
 
 @agent("echo")
@@ -30,3 +35,38 @@ def summarize(ctx: StepContext) -> dict[str, Any]:
 def boom(ctx: StepContext) -> dict[str, Any]:
     """Always fails."""
     raise ValueError(f"boom in {ctx.step}")
+
+
+@agent("flaky")
+def flaky(ctx: StepContext) -> dict[str, Any]:
+    """Fails with a transient error on its first ``params.fail_times`` attempts."""
+    if ctx.attempt <= int(ctx.params.get("fail_times", 0)):
+        raise TransientError(f"provider busy (attempt {ctx.attempt})")
+    return {"attempt": ctx.attempt}
+
+
+@agent("poison")
+def poison(ctx: StepContext) -> dict[str, Any]:
+    """Kills the worker process that runs it, every time."""
+    os._exit(1)
+
+
+@agent("stubborn")
+def stubborn(ctx: StepContext) -> dict[str, Any]:
+    """Ignores its soft time limit, so only the hard one stops it."""
+    deadline = time.monotonic() + float(ctx.params.get("sleep_s", 30))
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            continue
+    return {}
+
+
+def _crash_after_store(ctx: StepContext) -> None:
+    """Fault injection: die after the result is stored, before the next hop is sent."""
+    if ctx.params.get("crash_after_store") and ctx.attempt == 1:
+        os._exit(1)
+
+
+AFTER_STORE_HOOKS.append(_crash_after_store)
