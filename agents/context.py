@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -26,10 +27,26 @@ class StepContext(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     attempt: int = Field(default=1, ge=1, description="1 on the first execution of the body, 2 on its retry, ...")
     _model: ChatModel | None = PrivateAttr(default=None)
+    _injected: list[str] = PrivateAttr(default_factory=list)
 
-    def with_model(self, model: ChatModel) -> StepContext:
+    def with_model(self, model: ChatModel, injected: list[str] | None = None) -> StepContext:
         self._model = model
+        if injected is not None:
+            self._injected = injected
         return self
+
+    def json_prompt(self, fields: dict[str, Any], inject: tuple[str, ...] = ()) -> str:
+        """A JSON object for a prompt; the ``inject`` fields (earlier steps' outputs) go in
+        through :meth:`inject`, so the tokens they cost are counted as re-injected."""
+        parts = [f"{json.dumps(k)}: {self.inject(v) if k in inject else json.dumps(v)}" for k, v in fields.items()]
+        return "{" + ", ".join(parts) + "}"
+
+    def inject(self, value: Any) -> str:
+        """``value`` (usually a dependency's output) as JSON text for a prompt, counted as
+        re-injected context: the tokens a multi-agent system pays to hand work over."""
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        self._injected.append(text)
+        return text
 
     @property
     def model(self) -> ChatModel:

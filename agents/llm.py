@@ -61,13 +61,22 @@ class UsageMeter:
         self.calls = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.reinjected_tokens = 0
         self.latency_s = 0.0
+        self.model = ""
+        # Text of earlier steps' outputs that the agent put into its prompts (StepContext.inject).
+        self.injected: list[str] = []
 
-    def add(self, completion: Completion) -> None:
+    def add(self, completion: Completion, messages: list[Message]) -> None:
         self.calls += 1
+        self.model = completion.model
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         self.latency_s += completion.latency_s
+        # Re-injected: prompt tokens that came from earlier steps' outputs, counted once per
+        # message that carries them.
+        for message in messages:
+            self.reinjected_tokens += sum(count_tokens(text) for text in self.injected if text in message.content)
 
 
 class MeteredModel:
@@ -82,7 +91,7 @@ class MeteredModel:
         self, messages: list[Message], *, task: str | None = None, json_schema: dict[str, Any] | None = None
     ) -> Completion:
         completion = self.backend.complete(messages, task=task, json_schema=json_schema)
-        self.meter.add(completion)
+        self.meter.add(completion, messages)
         return completion
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 from pydantic import BaseModel
@@ -46,7 +45,7 @@ def merge(ctx: StepContext) -> MergeOutput:
         "docs": next((o for o in outputs if isinstance(o, dict) and "markdown" in o), {}),
     }
     reply = ctx.model.complete(
-        [Message.system(PROMPT), Message.user(json.dumps(context))],
+        [Message.system(PROMPT), Message.user(ctx.json_prompt(context, inject=("tests", "docs")))],
         task="merger",
         json_schema=MergeOutput.model_json_schema(),
     )

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task
+from celery.signals import task_received
 from pydantic import BaseModel
 
 from agents.base import AgentRole
@@ -66,9 +67,10 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         dependencies=work.dependencies,
         params=work.plan.get("params", {}),
         attempt=work.attempt,
-    ).with_model(MeteredModel(model_for(settings), meter))
+    ).with_model(MeteredModel(model_for(settings), meter), meter.injected)
 
     started = time.perf_counter()
+    run_started = outcome.began_monotonic
     try:
         with LeaseKeeper(registry, run_id, step, token):
             output = role.function(context)
@@ -95,7 +97,11 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
             "model_calls": meter.calls,
             "prompt_tokens": meter.prompt_tokens,
             "completion_tokens": meter.completion_tokens,
+            "reinjected_tokens": meter.reinjected_tokens,
+            "model": meter.model,
             "context_bytes": work.context_bytes,
+            # Monotonic time from claiming the step to storing its result (registry I/O included).
+            "run_s": f"{time.perf_counter() - run_started:.6f}",
         },
     )
     for hook in AFTER_STORE_HOOKS:
@@ -160,3 +166,17 @@ def _to_json(output: Any) -> str:
         raise TypeError(
             f"agent output must be a pydantic model or JSON-serializable, got {type(output).__name__}: {exc}"
         ) from exc
+
+
+@task_received.connect  # type: ignore[untyped-decorator]
+def _record_received(request: Any = None, **_kwargs: Any) -> None:
+    """Runs in the worker's main process when a message arrives: splits queue wait into the
+    broker's part and the pool's part."""
+    if request is None or not str(getattr(request, "name", "")).startswith("agents."):
+        return
+    kwargs = request.kwargs or {}
+    if "run_id" in kwargs and "step" in kwargs:
+        try:
+            registry_for(current_settings()).mark_received(kwargs["run_id"], kwargs["step"])
+        except Exception:
+            logger.debug("could not record receipt of %s", request.id)

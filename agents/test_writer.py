@@ -3,8 +3,6 @@ high-severity review finding."""
 
 from __future__ import annotations
 
-import json
-
 from pydantic import BaseModel
 
 from agents.base import agent
@@ -51,9 +49,9 @@ def write_tests(ctx: StepContext) -> TestsOutput:
     """Tests for ``input.diff``, guided by the review it depends on."""
     outputs = ctx.dependencies.values()
     review = next((o for o in outputs if isinstance(o, dict) and "findings" in o), {})
-    context = {"diff": ctx.input.get("diff", ""), "review": review}
+    prompt = ctx.json_prompt({"diff": ctx.input.get("diff", ""), "review": review}, inject=("review",))
     reply = ctx.model.complete(
-        [Message.system(PROMPT), Message.user(json.dumps(context))],
+        [Message.system(PROMPT), Message.user(prompt)],
         task="test_writer",
         json_schema=TestsOutput.model_json_schema(),
     )

@@ -6,7 +6,6 @@ Step params: ``required`` (keys each checked output must have, non-empty) and
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -50,5 +49,6 @@ def validate(ctx: StepContext) -> ValidationOutput:
         "required": ctx.params.get("required", []),
         "min_confidence": ctx.params.get("min_confidence", 0.0),
     }
-    reply = ctx.model.complete([Message.system(PROMPT), Message.user(json.dumps(context))], task="validator")
+    prompt = ctx.json_prompt(context, inject=("outputs",))
+    reply = ctx.model.complete([Message.system(PROMPT), Message.user(prompt)], task="validator")
     return ValidationOutput.model_validate_json(reply.text)

@@ -19,7 +19,7 @@ from rich.table import Table
 import agents
 from coordinator.checkpoints import pending_approvals
 from coordinator.demo import run_demo
-from coordinator.report import timing_table
+from coordinator.report import aggregate, aggregate_table, render_html, report_json, timing_table
 from coordinator.runner import get_run, list_runs, start
 from coordinator.specs import builtin_workflows
 from coordinator.stack import LocalStack
@@ -203,6 +203,35 @@ def status(
         console.print_json(json.dumps({"status": current.model_dump(), "timings": handle.timings().model_dump()}))
     else:
         console.print(timing_table(current, handle.timings()))
+
+
+@cli.command()
+def report(
+    run_id: Annotated[str | None, typer.Argument(help="One run; omit with --last/--workflow.")] = None,
+    last: Annotated[int, typer.Option(help="Aggregate over the newest N finished runs.")] = 0,
+    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    html_file: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML page.")] = None,
+) -> None:
+    """The coordination-tax report of one run, or P50/P95/P99 over many."""
+    settings = _settings()
+    if run_id:
+        handles = [get_run(run_id, settings=settings)]
+    else:
+        rows = [r for r in list_runs(max(last, 1) * 4 + 50, settings=settings) if r["finished_at"]]
+        rows = [r for r in rows if workflow is None or r["workflow"] == workflow][: last or 20]
+        handles = [get_run(r["id"], settings=settings) for r in rows]
+    runs = [(h.status(), h.timings()) for h in handles]
+    agg = aggregate([t for _, t in runs]) if not run_id else None
+    if html_file is not None:
+        html_file.write_text(render_html(runs, agg))
+    if as_json:
+        console.print_json(json.dumps(report_json(runs, agg)))
+        return
+    if run_id:
+        console.print(timing_table(*runs[0]))
+    elif agg is not None:
+        console.print(aggregate_table(agg, f"workflow {workflow}" if workflow else "all workflows"))
 
 
 @cli.command("list")

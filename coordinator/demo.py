@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import httpx
 from rich.console import Console
 from rich.panel import Panel
 
-from coordinator.report import timing_table
+from coordinator.report import render_html, timing_table
 from coordinator.runner import start
 from coordinator.specs import builtin_workflow
 from coordinator.stack import LocalStack
@@ -76,7 +77,11 @@ def run_demo(settings: Settings, console: Console, timeout_s: float = 120.0) -> 
             console.print(Panel(body, title=f"{step.name} ({step.agent or 'approval'})", expand=False))
         decided = run.approvals()[0]
         parked_s = (decided.decided_at or 0.0) - decided.requested_at
-        console.print(timing_table(run.status(), run.timings()))
+        status, timings = run.status(), run.timings()
+        console.print(timing_table(status, timings))
+        page = Path("demo-report.html")
+        page.write_text(render_html([(status, timings)]))
+        console.print(f"timeline written to {page.resolve()}")
         console.print(f"parked at the approval gate for {parked_s * 1000:.1f} ms (not counted as overhead)")
         console.print("stopping the stack ...")
     return 0

@@ -1,7 +1,13 @@
-"""Rendering runs for people: the timing table the demo and ``agentchord status`` print."""
+"""Reports of the coordination tax: the per-step table, aggregates over many runs, and a
+self-contained HTML page (Gantt timeline + histograms, inline SVG, no external assets)."""
 
 from __future__ import annotations
 
+import html
+import statistics
+from typing import Any
+
+from pydantic import BaseModel
 from rich.table import Table
 
 from coordinator.runner import RunStatus
@@ -13,21 +19,14 @@ def _ms(value: float | None) -> str:
 
 
 def timing_table(status: RunStatus, timings: RunTimings) -> Table:
-    """Per step: when it started, handoff, queue wait, agent body, step overhead, tokens."""
+    """Per step: when it started, handoff, queue wait, body (model inside), parked, step
+    overhead, attempts, context bytes, tokens; the run's totals in the caption."""
     table = Table(title=f"run {status.id} ({status.workflow}): {status.state}")
-    for column in (
-        "step",
-        "agent",
-        "state",
-        "start ms",
-        "handoff ms",
-        "queue ms",
-        "body ms",
-        "parked ms",
-        "step ovh ms",
-        "tokens in/out",
-        "runs",
-    ):
+    columns = (
+        "step", "agent", "state", "start ms", "handoff ms", "queue ms", "body ms", "model ms",
+        "parked ms", "step ovh ms", "tries", "ctx bytes", "tokens in/out", "re-inj",
+    )  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="left" if column in ("step", "agent", "state") else "right")
     for step in timings.steps:
         table.add_row(
@@ -38,15 +37,180 @@ def timing_table(status: RunStatus, timings: RunTimings) -> Table:
             _ms(step.handoff_s),
             _ms(step.queue_wait_s),
             _ms(step.body_s),
+            _ms(step.model_s),
             _ms(step.parked_s),
             _ms(step.step_overhead_s),
+            str(step.attempts),
+            str(step.context_bytes),
             f"{step.prompt_tokens}/{step.completion_tokens}",
-            str(step.body_runs),
+            str(step.reinjected_tokens),
         )
     ratio = "-" if timings.tax_ratio is None else f"{timings.tax_ratio:.1%}"
     table.caption = (
         f"wall {_ms(timings.wall_s)} ms | parked {_ms(timings.parked_s)} ms | critical-path agent time "
         f"{_ms(timings.critical_path_body_s)} ms | coordination overhead {_ms(timings.overhead_s)} ms "
-        f"({ratio} of wall time not parked)"
+        f"({ratio} of wall time not parked) | tokens {timings.prompt_tokens}/{timings.completion_tokens}, "
+        f"re-injected {timings.reinjected_tokens} | cost ${timings.cost:.6f} | broker messages "
+        f"{timings.broker_messages}"
     )
     return table
+
+
+class Percentiles(BaseModel):
+    p50: float
+    p95: float
+    p99: float
+
+
+class Aggregate(BaseModel):
+    """Distribution of latency, overhead and tax ratio over finished runs."""
+
+    runs: int
+    wall_s: Percentiles
+    overhead_s: Percentiles
+    tax_ratio: Percentiles
+    prompt_tokens_mean: float
+    reinjected_tokens_mean: float
+    cost_total: float
+
+
+def percentiles(values: list[float]) -> Percentiles:
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+    return Percentiles(p50=at(0.50), p95=at(0.95), p99=at(0.99))
+
+
+def aggregate(timings: list[RunTimings]) -> Aggregate:
+    finished = [t for t in timings if t.wall_s is not None]
+    return Aggregate(
+        runs=len(finished),
+        wall_s=percentiles([t.wall_s or 0.0 for t in finished]),
+        overhead_s=percentiles([t.overhead_s or 0.0 for t in finished]),
+        tax_ratio=percentiles([t.tax_ratio or 0.0 for t in finished]),
+        prompt_tokens_mean=statistics.fmean([t.prompt_tokens for t in finished]) if finished else 0.0,
+        reinjected_tokens_mean=statistics.fmean([t.reinjected_tokens for t in finished]) if finished else 0.0,
+        cost_total=sum(t.cost for t in finished),
+    )
+
+
+def aggregate_table(agg: Aggregate, title: str) -> Table:
+    table = Table(title=f"{title}: {agg.runs} finished run(s)")
+    for column in ("measure", "P50", "P95", "P99"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    table.add_row("latency ms", _ms(agg.wall_s.p50), _ms(agg.wall_s.p95), _ms(agg.wall_s.p99))
+    table.add_row("overhead ms", _ms(agg.overhead_s.p50), _ms(agg.overhead_s.p95), _ms(agg.overhead_s.p99))
+    table.add_row("tax ratio", *(f"{v:.1%}" for v in (agg.tax_ratio.p50, agg.tax_ratio.p95, agg.tax_ratio.p99)))
+    table.caption = (
+        f"mean prompt tokens {agg.prompt_tokens_mean:.0f}, re-injected {agg.reinjected_tokens_mean:.0f}; "
+        f"total cost ${agg.cost_total:.6f}"
+    )
+    return table
+
+
+# -- HTML --------------------------------------------------------------------------------------
+
+_COLOURS = {"handoff": "#9e9e9e", "queue": "#ff9800", "body": "#1e88e5", "overhead": "#e53935", "parked": "#43a047"}
+
+
+def _gantt(status: RunStatus, timings: RunTimings) -> str:
+    """One row per step: handoff, queue wait, body, step overhead and parked time as segments."""
+    rows = []
+    for step in timings.steps:
+        if step.start_offset_s is None:
+            continue
+        started = step.start_offset_s
+        segments = [
+            ("handoff", started - (step.queue_wait_s or 0) - (step.handoff_s or 0), step.handoff_s or 0),
+            ("queue", started - (step.queue_wait_s or 0), step.queue_wait_s or 0),
+        ]
+        if step.parked_s is not None:
+            segments.append(("parked", started, step.parked_s))
+        else:
+            segments.append(("body", started, step.body_s or 0))
+            segments.append(("overhead", started + (step.body_s or 0), step.step_overhead_s or 0))
+        rows.append((step.step, segments))
+    end = max((start + width for _, segs in rows for _, start, width in segs), default=1.0) or 1.0
+    width_px, row_px, label_px = 900, 26, 110
+    scale = (width_px - label_px - 10) / end
+    parts = [f'<svg width="{width_px}" height="{row_px * len(rows) + 30}" xmlns="http://www.w3.org/2000/svg">']
+    for index, (name, segments) in enumerate(rows):
+        y = index * row_px + 5
+        parts.append(f'<text x="0" y="{y + 15}" font-size="12">{html.escape(name)}</text>')
+        for kind, start, width in segments:
+            if width <= 0:
+                continue
+            parts.append(
+                f'<rect x="{label_px + start * scale:.1f}" y="{y}" width="{max(width * scale, 1):.1f}" '
+                f'height="{row_px - 8}" fill="{_COLOURS[kind]}"><title>{kind}: {width * 1000:.1f} ms</title></rect>'
+            )
+    parts.append(
+        f'<text x="{label_px}" y="{row_px * len(rows) + 25}" font-size="11">0 ms … {end * 1000:.0f} ms</text></svg>'
+    )
+    return "".join(parts)
+
+
+def _histogram(values: list[float], label: str, unit_scale: float, unit: str) -> str:
+    if not values:
+        return ""
+    bins = 12
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    counts = [0] * bins
+    for value in values:
+        counts[min(bins - 1, int((value - low) / span * bins))] += 1
+    tallest = max(counts)
+    parts = [f'<figure><figcaption>{html.escape(label)}</figcaption><svg width="420" height="140">']
+    for index, count in enumerate(counts):
+        height = 100 * count / tallest
+        parts.append(
+            f'<rect x="{index * 34 + 10}" y="{110 - height:.1f}" width="30" height="{height:.1f}" fill="#1e88e5">'
+            f"<title>{count}</title></rect>"
+        )
+    parts.append(
+        f'<text x="10" y="130" font-size="11">{low * unit_scale:.1f} {unit}</text>'
+        f'<text x="330" y="130" font-size="11">{high * unit_scale:.1f} {unit}</text></svg></figure>'
+    )
+    return "".join(parts)
+
+
+def render_html(runs: list[tuple[RunStatus, RunTimings]], agg: Aggregate | None = None) -> str:
+    """A self-contained page: a Gantt timeline per run and the aggregate histograms."""
+    legend = " ".join(
+        f'<span style="background:{colour};color:white;padding:2px 6px">{kind}</span>'
+        for kind, colour in _COLOURS.items()
+    )
+    sections = []
+    for status, timings in runs[:20]:
+        ratio = "-" if timings.tax_ratio is None else f"{timings.tax_ratio:.1%}"
+        sections.append(
+            f"<h2>run {html.escape(status.id)} ({html.escape(status.workflow)}): {html.escape(status.state)}</h2>"
+            f"<p>wall {_ms(timings.wall_s)} ms, overhead {_ms(timings.overhead_s)} ms ({ratio}), parked "
+            f"{_ms(timings.parked_s)} ms, tokens {timings.prompt_tokens}/{timings.completion_tokens} "
+            f"(re-injected {timings.reinjected_tokens}), broker messages {timings.broker_messages}</p>"
+            + _gantt(status, timings)
+        )
+    histograms = ""
+    if agg is not None and len(runs) > 1:
+        all_timings = [t for _, t in runs if t.wall_s is not None]
+        histograms = (
+            f"<h2>{agg.runs} runs</h2><p>latency P50/P95/P99: {_ms(agg.wall_s.p50)} / {_ms(agg.wall_s.p95)} / "
+            f"{_ms(agg.wall_s.p99)} ms; tax ratio P50 {agg.tax_ratio.p50:.1%}</p>"
+            + _histogram([t.wall_s or 0 for t in all_timings], "latency", 1000, "ms")
+            + _histogram([t.overhead_s or 0 for t in all_timings], "coordination overhead", 1000, "ms")
+            + _histogram([t.tax_ratio or 0 for t in all_timings], "tax ratio", 100, "%")
+        )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>agentchord report</title>"
+        "<style>body{font-family:sans-serif;margin:2em}figure{display:inline-block}</style></head><body>"
+        f"<h1>agentchord: coordination tax</h1><p>{legend}</p>{''.join(sections)}{histograms}</body></html>"
+    )
+
+
+def report_json(runs: list[tuple[RunStatus, RunTimings]], agg: Aggregate | None) -> dict[str, Any]:
+    return {
+        "runs": [{"status": s.model_dump(), "timings": t.model_dump()} for s, t in runs],
+        "aggregate": agg.model_dump() if agg else None,
+    }

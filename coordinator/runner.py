@@ -197,7 +197,10 @@ class Run:
         return self._registry.events(self.id)
 
     def timings(self) -> RunTimings:
-        return compute_timings(self._record(), self.plan(), self._registry.step_records(self.id))
+        """The run's coordination-tax accounting (see coordinator.timing)."""
+        prices = self._registry.settings.model_prices
+        records = self._registry.step_records(self.id)
+        return compute_timings(self._record(), self.plan(), records, self.events(), prices)
 
 
 def _registry(settings: Settings | None) -> Registry:

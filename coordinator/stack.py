@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import gc
+import json
 import os
 import secrets
 import signal
@@ -37,6 +38,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         key = f"AGENTCHORD_{name.upper()}"
         if value is None:
             env.pop(key, None)
+        elif isinstance(value, dict):
+            env[key] = json.dumps(value)
         elif isinstance(value, tuple | list):
             env[key] = ",".join(v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value)
         else:

@@ -1,16 +1,24 @@
-"""Per-step timing and the run's coordination overhead, computed from the registry's records.
+"""The coordination-tax accounting of one run, computed from the registry's records.
 
-All timestamps are the Redis server's clock (see proj.lua), so they compare across machines.
+Timestamps are the Redis server's clock (see proj.lua), so they compare across machines;
+``body_s``, ``model_s`` and ``run_s`` are monotonic durations measured in the worker.
 
-- queue wait: dispatched -> started (the message waited for a worker);
-- handoff: the latest dependency finished (or the run started) -> this step dispatched;
-- step overhead: started -> finished minus the agent body (registry I/O in the agent task);
-- run overhead: wall time minus the critical path of agent-body time (approval gates count as
-  parked, not as overhead).
+Per step:
+- handoff: the latest dependency finished (or the run started) -> this step dispatched
+  (registry reads and writes, serialisation, the coordinator callback hop);
+- queue wait: dispatched -> started (``broker`` part: dispatched -> received by a worker);
+- body: the agent's own time, ``model`` inside it; step overhead: started -> finished minus the
+  body (the agent task's registry I/O);
+- parked: an approval gate's time, the reviewer's, never overhead.
+
+Per run: wall, critical-path work (agent bodies on the longest path), overhead = wall - that
+work - parked time, tax ratio = overhead / (wall - parked), tokens, re-injected tokens, cost,
+broker messages, and a ``breakdown`` of the wall time along the critical chain that adds up to it.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,15 +28,43 @@ class StepTiming(BaseModel):
     step: str
     agent: str
     state: str
+    model: str = ""
     start_offset_s: float | None = None
     handoff_s: float | None = None
     queue_wait_s: float | None = None
+    broker_wait_s: float | None = None
     body_s: float | None = None
+    model_s: float | None = None
     parked_s: float | None = None
     step_overhead_s: float | None = None
+    run_s: float | None = None
+    attempts: int = 0
+    context_bytes: int = 0
+    result_bytes: int = 0
+    broker_messages: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reinjected_tokens: int = 0
+    cost: float = 0.0
+    # Kept under its old name too: tables and tests read it.
     body_runs: int = 0
+
+
+class Breakdown(BaseModel):
+    """The run's wall time along its critical chain (last step back through the latest-finishing
+    dependency): these parts add up to ``wall_s``."""
+
+    steps: list[str]
+    handoff_s: float
+    queue_wait_s: float
+    body_s: float
+    step_overhead_s: float
+    parked_s: float
+    finalize_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.handoff_s + self.queue_wait_s + self.body_s + self.step_overhead_s + self.parked_s + self.finalize_s
 
 
 class RunTimings(BaseModel):
@@ -37,6 +73,12 @@ class RunTimings(BaseModel):
     parked_s: float
     overhead_s: float | None
     tax_ratio: float | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reinjected_tokens: int = 0
+    cost: float = 0.0
+    broker_messages: int = 0
+    breakdown: Breakdown | None = None
     steps: list[StepTiming]
 
 
@@ -50,11 +92,20 @@ def _diff(end: float | None, start: float | None) -> float | None:
 
 
 def compute_timings(
-    run: dict[str, str], plan: dict[str, dict[str, Any]], records: dict[str, dict[str, str]]
+    run: dict[str, str],
+    plan: dict[str, dict[str, Any]],
+    records: dict[str, dict[str, str]],
+    events: list[Any] | None = None,
+    prices: dict[str, tuple[float, float]] | None = None,
 ) -> RunTimings:
-    """Timings of one run from its run record, its plan and its step records."""
+    """The accounting of one run from its run record, plan, step records and event log.
+
+    ``prices``: model -> (price per 1M prompt tokens, per 1M completion tokens).
+    """
     created = _f(run, "created_at")
     finished = _f(run, "finished_at")
+    messages = _broker_messages(plan, events or [])
+    prices = prices or {}
     steps: list[StepTiming] = []
     body: dict[str, float] = {}
     for name, step_plan in plan.items():
@@ -64,24 +115,37 @@ def compute_timings(
         ready_at = max((t for t in dep_finishes if t is not None), default=None) if after else created
         dispatched, started, ended = (_f(record, k) for k in ("dispatched_at", "started_at", "finished_at"))
         body_s = _f(record, "body_s")
-        # An approval gate's time is the reviewer's: parked, neither work nor overhead.
         parked_s = _diff(ended, started) if step_plan.get("approval") else None
         body[name] = body_s or parked_s or 0.0
         run_s = _diff(ended, started)
+        prompt, completion = int(record.get("prompt_tokens", 0)), int(record.get("completion_tokens", 0))
+        model = record.get("model", "")
+        per_million = prices.get(model, (0.0, 0.0))
+        attempts = int(record.get("body_runs", 0))
         steps.append(
             StepTiming(
                 step=name,
                 agent=str(step_plan.get("agent") or "approval"),
                 state=record.get("state", "pending"),
+                model=model,
                 start_offset_s=_diff(started, created),
                 handoff_s=_diff(dispatched, ready_at),
                 queue_wait_s=_diff(started, dispatched),
+                broker_wait_s=_diff(_f(record, "received_at"), dispatched),
                 body_s=body_s,
+                model_s=_f(record, "model_s"),
                 parked_s=parked_s,
                 step_overhead_s=run_s - body_s if run_s is not None and body_s is not None else None,
-                prompt_tokens=int(record.get("prompt_tokens", 0)),
-                completion_tokens=int(record.get("completion_tokens", 0)),
-                body_runs=int(record.get("body_runs", 0)),
+                run_s=_f(record, "run_s"),
+                attempts=attempts,
+                context_bytes=int(record.get("context_bytes", 0)),
+                result_bytes=int(record.get("result_bytes", 0)),
+                broker_messages=messages.get(name, 0),
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                reinjected_tokens=int(record.get("reinjected_tokens", 0)),
+                cost=(prompt * per_million[0] + completion * per_million[1]) / 1e6,
+                body_runs=attempts,
             )
         )
     critical = _critical_path(plan, body)  # parked time included: it is on the path
@@ -97,6 +161,12 @@ def compute_timings(
         parked_s=parked,
         overhead_s=overhead,
         tax_ratio=ratio,
+        prompt_tokens=sum(s.prompt_tokens for s in steps),
+        completion_tokens=sum(s.completion_tokens for s in steps),
+        reinjected_tokens=sum(s.reinjected_tokens for s in steps),
+        cost=sum(s.cost for s in steps),
+        broker_messages=sum(messages.values()),
+        breakdown=_breakdown(plan, records, steps, created, finished),
         steps=steps,
     )
 
@@ -111,3 +181,64 @@ def _critical_path(plan: dict[str, dict[str, Any]], body: dict[str, float]) -> f
         return longest[name]
 
     return max((path_to(name) for name in plan), default=0.0)
+
+
+def _breakdown(
+    plan: dict[str, dict[str, Any]],
+    records: dict[str, dict[str, str]],
+    steps: list[StepTiming],
+    created: float | None,
+    finished: float | None,
+) -> Breakdown | None:
+    """Walk back from the last step to finish through each step's latest-finishing dependency."""
+    ends = {name: _f(records.get(name, {}), "finished_at") for name in plan}
+    done = [name for name, end in ends.items() if end is not None]
+    if not done or created is None or finished is None:
+        return None
+    by_name = {step.step: step for step in steps}
+    chain = [max(done, key=lambda name: ends[name] or 0.0)]
+    while True:
+        after = [dep for dep in plan[chain[-1]].get("after", []) if ends.get(dep) is not None]
+        if not after:
+            break
+        chain.append(max(after, key=lambda name: ends[name] or 0.0))
+    chain.reverse()
+    parts: dict[str, float] = defaultdict(float)
+    for name in chain:
+        step = by_name[name]
+        parts["handoff"] += step.handoff_s or 0.0
+        parts["queue"] += step.queue_wait_s or 0.0
+        parts["body"] += step.body_s or 0.0
+        parts["overhead"] += step.step_overhead_s or 0.0
+        parts["parked"] += step.parked_s or 0.0
+    return Breakdown(
+        steps=chain,
+        handoff_s=parts["handoff"],
+        queue_wait_s=parts["queue"],
+        body_s=parts["body"],
+        step_overhead_s=parts["overhead"],
+        parked_s=parts["parked"],
+        finalize_s=finished - (ends[chain[-1]] or finished),
+    )
+
+
+def _broker_messages(plan: dict[str, dict[str, Any]], events: list[Any]) -> dict[str, int]:
+    """Messages sent for each step, from the event log: the agent task (again on every retry and
+    re-drive) and a share of its callback (one per chain or chord); a gate's notifications."""
+    from coordinator.compile import join_groups
+
+    counts: dict[str, int] = defaultdict(int)
+    batches: dict[str, list[str]] = defaultdict(list)
+    for event in events:
+        step = event.fields.get("step", "")
+        if event.type == "step_dispatched" and not plan.get(step, {}).get("approval"):
+            batches[f"{event.at:.6f}"].append(step)
+            counts[step] += 1
+        elif event.type in ("step_retrying", "step_redriven", "operator_retry"):
+            counts[step] += 2  # the agent task and its callback, sent again
+        elif event.type == "notification_attempt":
+            counts[event.fields.get("step", "") or "(notifications)"] += 1
+    for batch in batches.values():
+        for group in join_groups(batch, plan):
+            counts[group[0]] += 1  # the group's one callback message
+    return dict(counts)

@@ -46,6 +46,7 @@ class BeginOutcome:
     attempts: int = 0
     last_error: str = ""
     plan: dict[str, Any] = field(default_factory=dict)
+    began_monotonic: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Registry:
         self._operator_retry = client.register_script(lua.OPERATOR_RETRY)
         self._operator_skip = client.register_script(lua.OPERATOR_SKIP)
         self._extend_lease = client.register_script(lua.EXTEND_LEASE)
+        self._received = client.register_script(lua.RECEIVED)
         self._finish_run = client.register_script(lua.FINISH_RUN)
         self._park = client.register_script(lua.PARK)
         self._decide = client.register_script(lua.DECIDE)
@@ -158,6 +160,7 @@ class Registry:
 
     def begin_step(self, run_id: str, step: str, token: str, worker: str) -> BeginOutcome:
         """Claim ``step`` with a lease and read its context, in one round trip."""
+        began = time.perf_counter()
         rk = self.run_keys(run_id)
         lease_ms = self.settings.step_lease_s * 1000
         reply = self._begin(keys=[*self._base(run_id), rk.claim(step)], args=[step, token, lease_ms, worker])
@@ -175,7 +178,11 @@ class Registry:
         dependencies = {pairs[i]: json.loads(pairs[i + 1]) for i in range(0, len(pairs), 2)}
         context_bytes = len(input_raw) + sum(len(pairs[i + 1]) for i in range(0, len(pairs), 2))
         work = StepWork(json.loads(step_plan_raw), json.loads(input_raw), dependencies, context_bytes, int(attempt))
-        return BeginOutcome("run", work=work)
+        return BeginOutcome("run", work=work, began_monotonic=began)
+
+    def mark_received(self, run_id: str, step: str) -> None:
+        """A worker took the step's message off the broker (server clock)."""
+        self._received(keys=[self.run_keys(run_id).steps], args=[step])
 
     def extend_lease(self, run_id: str, step: str, token: str) -> bool:
         """Keep holding ``step`` while its body runs (the lease lapses if the holder dies)."""

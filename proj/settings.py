@@ -6,6 +6,7 @@ down. Nothing else in the code base reads ``os.environ``.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -71,6 +72,11 @@ class Settings(BaseSettings):
     )
     simulated_latency_ms: float = Field(default=0.0, ge=0, description="Latency the offline model adds to every call.")
     llm_backend: str = Field(default="offline", description="Model backend; `offline` for now.")
+    model_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"offline": (0.0, 0.0)},
+        description="Price per million prompt and completion tokens, per model, as JSON: "
+        '{"gpt-4o": [2.5, 10.0]}. Runs report their cost from it.',
+    )
     worker_prefetch_multiplier: int = Field(
         default=1, ge=1, description="Messages a worker process reserves; 1 suits long tasks."
     )
@@ -122,6 +128,11 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    def __hash__(self) -> int:
+        # Settings key per-process caches (registry, model backend, control apps); the price
+        # table is a dict, so hash the JSON form rather than the fields.
+        return hash(self.model_dump_json())
+
     @model_validator(mode="after")
     def _time_limits_below_visibility_timeout(self) -> Settings:
         check_time_limit(self.step_time_limit_s, self, "AGENTCHORD_STEP_TIME_LIMIT_S")
@@ -155,6 +166,8 @@ def env_example() -> str:
         default: Any = field.get_default(call_default_factory=True)
         if isinstance(default, tuple):
             default = ",".join(str(item) for item in default)
+        elif isinstance(default, dict):
+            default = json.dumps(default)
         lines.append(f"# {field.description}")
         lines.append(f"AGENTCHORD_{name.upper()}={'' if default is None else default}")
     return "\n".join(lines) + "\n"

@@ -70,3 +70,13 @@ def _crash_after_store(ctx: StepContext) -> None:
 
 
 AFTER_STORE_HOOKS.append(_crash_after_store)
+
+
+@agent("accountant")
+def accountant(ctx: StepContext) -> dict[str, Any]:
+    """Known work for the accounting test: sleeps ``sleep_s``, puts the outputs of the
+    dependencies named in ``inject`` into one prompt each, returns ``words`` words."""
+    time.sleep(float(ctx.params.get("sleep_s", 0)))  # simulated work, on purpose
+    for dep in ctx.params.get("inject", []):
+        ctx.model.complete([Message.user(ctx.inject(ctx.dependencies[dep]))], task="accountant")
+    return {"text": " ".join(f"w{i}" for i in range(int(ctx.params.get("words", 0))))}

@@ -1,0 +1,94 @@
+"""The coordination-tax accounting on a synthetic workflow with known sleeps and context sizes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from agents.llm import count_tokens
+from coordinator import Step, Workflow, start
+from coordinator.report import aggregate, render_html
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def known() -> Workflow:
+    return Workflow(
+        name="accounting",
+        steps=[
+            Step(name="produce", agent="accountant", params={"sleep_s": 0.3, "words": 50}),
+            Step(
+                name="a",
+                agent="accountant",
+                after=["produce"],
+                params={"sleep_s": 0.2, "words": 7, "inject": ["produce"]},
+            ),
+            Step(name="b", agent="accountant", after=["produce"], params={"sleep_s": 0.05, "words": 3}),
+            Step(name="join", agent="accountant", after=["a", "b"], params={"sleep_s": 0.1, "inject": ["a", "b"]}),
+        ],
+    )
+
+
+def test_breakdown_adds_up_to_wall_time_and_reinjected_tokens_are_exact(client: redis.Redis) -> None:
+    run = start(known(), input={"pr": 1})
+    results = run.wait(timeout=60)
+    timings = run.timings()
+    by_step = {s.step: s for s in timings.steps}
+
+    # Re-injected tokens: exactly the tokens of the outputs each step put into its prompts.
+    def tokens_of(step: str) -> int:
+        return count_tokens(json.dumps(results[step], sort_keys=True))
+
+    assert by_step["produce"].reinjected_tokens == 0
+    assert by_step["a"].reinjected_tokens == tokens_of("produce") == 51
+    assert by_step["b"].reinjected_tokens == 0
+    assert by_step["join"].reinjected_tokens == tokens_of("a") + tokens_of("b")
+    assert timings.reinjected_tokens == 51 + tokens_of("a") + tokens_of("b")
+
+    # Context bytes: the workflow input plus exactly the dependencies' stored outputs.
+    input_bytes = len(json.dumps({"pr": 1}))
+    assert by_step["a"].context_bytes == input_bytes + len(json.dumps(results["produce"]))
+    assert by_step["join"].context_bytes == input_bytes + len(json.dumps(results["a"])) + len(json.dumps(results["b"]))
+    assert by_step["produce"].result_bytes == len(json.dumps(results["produce"]))
+
+    # The breakdown walks the critical chain and adds up to the wall time.
+    breakdown = timings.breakdown
+    assert breakdown is not None and timings.wall_s is not None
+    assert breakdown.steps == ["produce", "a", "join"]
+    assert breakdown.total_s == pytest.approx(timings.wall_s, rel=0.02)
+    # The known sleeps are the body time on that chain, and nothing else is.
+    assert 0.6 <= breakdown.body_s < 0.6 + 0.05
+    assert timings.critical_path_body_s == pytest.approx(breakdown.body_s, rel=0.01)
+    assert timings.overhead_s == pytest.approx(timings.wall_s - timings.critical_path_body_s, abs=1e-6)
+    assert 0 < timings.tax_ratio < 1  # type: ignore[operator]
+    # Each step: queue wait split at the worker's receipt; body within its run time.
+    for step in by_step.values():
+        assert step.queue_wait_s is not None and step.broker_wait_s is not None
+        assert 0 <= step.broker_wait_s <= step.queue_wait_s
+        assert step.body_s is not None and step.run_s is not None and step.body_s <= step.run_s
+        assert step.attempts == 1
+    # Messages: 4 agent tasks and 3 callbacks (after produce, after the a+b chord, after join).
+    assert timings.broker_messages == 7
+
+
+def test_prices_turn_tokens_into_cost_and_reports_aggregate(client: redis.Redis) -> None:
+    from proj.celery import current_settings
+
+    run = start(known(), input={})
+    run.wait(timeout=60)
+    priced = current_settings().model_copy(update={"model_prices": {"offline": (1_000_000.0, 2_000_000.0)}})
+    from coordinator.timing import compute_timings
+    from proj.registry import registry_for
+
+    registry = registry_for(current_settings())
+    timings = compute_timings(
+        registry.run_record(run.id), run.plan(), registry.step_records(run.id), run.events(), priced.model_prices
+    )
+    assert timings.cost == pytest.approx(timings.prompt_tokens * 1.0 + timings.completion_tokens * 2.0)
+    agg = aggregate([timings, run.timings()])
+    assert agg.runs == 2 and agg.wall_s.p50 == pytest.approx(timings.wall_s)
+    page = render_html([(run.status(), timings)], agg)
+    assert page.startswith("<!doctype html>") and "<svg" in page and "queue" in page
+    assert "src=" not in page and "href=" not in page  # self-contained: nothing to fetch
