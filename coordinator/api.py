@@ -14,11 +14,13 @@ from typing import Any, Literal
 
 import redis
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from coordinator.approvals import resume
 from coordinator.checkpoints import ApprovalView, get_approval, pending_approvals
+from coordinator.metrics import RegistryCollector
 from coordinator.operator import abort_run, retry_step, skip_step
 from coordinator.runner import RunStatus, get_run, start
 from coordinator.specs import Workflow, builtin_workflow
@@ -156,6 +158,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MalformedBodyError(str(exc)) from None
         return model.model_validate(value)
+
+    metrics_registry = CollectorRegistry(auto_describe=False)
+    metrics_registry.register(RegistryCollector(registry))
+
+    @api.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus metrics of every worker (aggregated in Redis). No auth: counts only."""
+        return PlainTextResponse(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from coordinator.checkpoints import park_gate
 from coordinator.compile import canvas_for, is_gate, join_groups, ready_steps, skipped_steps
+from coordinator.metrics import record_finished_run
 from proj.celery import app
 from proj.registry import Registry
 
@@ -21,7 +22,8 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
         return []
     skipped = skipped_steps(snapshot.plan, snapshot.approvals)
     if snapshot.plan and snapshot.done | skipped >= set(snapshot.plan):
-        registry.finish_run(run_id, "succeeded")
+        if registry.finish_run(run_id, "succeeded"):
+            record_finished_run(registry, run_id)
         return []
     claimed = registry.claim_dispatch(run_id, ready_steps(snapshot.plan, snapshot.done, snapshot.dispatched, skipped))
     gates = [step for step in claimed if is_gate(snapshot.plan[step])]

@@ -88,6 +88,11 @@ class Keys:
         return f"{self.prefix}:runs:active"
 
     @property
+    def metrics(self) -> str:
+        """Hash: counters and histogram buckets every worker adds to (read by /metrics)."""
+        return f"{self.prefix}:metrics"
+
+    @property
     def escalations(self) -> str:
         """Stream: failed steps handed to operators (error, traceback, attempts, context)."""
         return f"{self.prefix}:escalations"

@@ -1,9 +1,9 @@
 """The registry's Lua scripts: each step transition is one atomic Redis round trip.
 
-Every run script takes the same twelve keys first (see ``Registry._base``): the run's durable
+Every run script takes the same thirteen keys first (see ``Registry._base``): the run's durable
 keys in :attr:`RunKeys.durable` order (run, plan, results, steps, dispatched, events,
 approvals, attention), then the global indexes (pending approvals, approval deadlines, active
-runs, the escalation stream). Its own extra keys follow, from ``KEYS[13]``. Timestamps come
+runs, the escalation stream). Then the metrics hash; its own extra keys follow, from ``KEYS[14]``. Timestamps come
 from the Redis server's clock (``TIME``), so times recorded by different machines share one clock.
 """
 
@@ -16,6 +16,22 @@ _PRELUDE = """
 local run, plan, results, steps = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dispatched, events, approvals, attention = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local pending_index, deadline_index, active_index, escalations = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local metrics = KEYS[13]
+-- Prometheus-style histograms kept in Redis, so every worker adds to the same ones (see
+-- coordinator/metrics.py for the reading side; the bucket bounds must match BUCKETS there).
+local BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+local function observe(name, value)
+  local bucket = '+Inf'
+  for _, bound in ipairs(BUCKETS) do
+    if value <= bound then bucket = tostring(bound); break end
+  end
+  redis.call('HINCRBY', metrics, name .. '|bucket|' .. bucket, 1)
+  redis.call('HINCRBYFLOAT', metrics, name .. '|sum', value)
+  redis.call('HINCRBY', metrics, name .. '|count', 1)
+end
+local function count(name, by)
+  redis.call('HINCRBYFLOAT', metrics, name, by or 1)
+end
 local function now()
   local t = redis.call('TIME')
   return string.format('%d.%06d', t[1], t[2])
@@ -58,6 +74,7 @@ local function finish_run(state, err, ttl, idem_ttl)
     redis.call('EXPIRE', akey, ttl)
   end
   redis.call('ZREM', active_index, run_id)
+  count('runs_total|' .. state)
   redis.call('XADD', events, '*', 'type', 'run_finished', 'state', state, 'at', at)
   for i = 1, 8 do redis.call('EXPIRE', KEYS[i], ttl) end
   local idem = redis.call('HGET', run, 'idempotency_key_ref')
@@ -71,7 +88,7 @@ end
 START = (
     _PRELUDE
     + """
-local idem, index = KEYS[13], KEYS[14]
+local idem, index = KEYS[14], KEYS[15]
 if ARGV[5] == '1' then
   local existing = redis.call('GET', idem)
   if existing then return {0, existing} end
@@ -117,7 +134,7 @@ return claimed
 BEGIN_STEP = (
     _PRELUDE
     + """
-local claim = KEYS[13]
+local claim = KEYS[14]
 local step = ARGV[1]
 local state = redis.call('HGET', run, 'state')
 if not state then return {'missing'} end
@@ -161,7 +178,7 @@ return out
 FINISH_STEP = (
     _PRELUDE
     + """
-local claim, step = KEYS[13], ARGV[1]
+local claim, step = KEYS[14], ARGV[1]
 if redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 local at = now()
 if redis.call('HSETNX', results, step, ARGV[3]) == 0 then
@@ -170,8 +187,21 @@ if redis.call('HSETNX', results, step, ARGV[3]) == 0 then
 end
 redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'succeeded',
   step .. '.result_bytes', string.len(ARGV[3]))
-for i = 4, #ARGV, 2 do redis.call('HSET', steps, step .. '.' .. ARGV[i], ARGV[i + 1]) end
+local meta = {}
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', steps, step .. '.' .. ARGV[i], ARGV[i + 1])
+  meta[ARGV[i]] = ARGV[i + 1]
+end
 redis.call('XADD', events, '*', 'type', 'step_finished', 'step', step, 'at', at)
+local role = cjson.decode(redis.call('HGET', plan, step))['agent']
+count('steps_total|' .. role .. '|succeeded')
+local dispatched_at = redis.call('HGET', steps, step .. '.dispatched_at')
+local started_at = redis.call('HGET', steps, step .. '.started_at')
+if dispatched_at and started_at then observe('queue_wait_seconds', tonumber(started_at) - tonumber(dispatched_at)) end
+if meta['body_s'] then observe('step_body_seconds', tonumber(meta['body_s'])) end
+for _, kind in ipairs({'prompt', 'completion', 'reinjected'}) do
+  if meta[kind .. '_tokens'] then count('tokens_total|' .. kind, tonumber(meta[kind .. '_tokens'])) end
+end
 touch(at)
 return 1
 """
@@ -182,10 +212,11 @@ return 1
 RETRY_LATER = (
     _PRELUDE
     + """
-local claim, step = KEYS[13], ARGV[1]
+local claim, step = KEYS[14], ARGV[1]
 if ARGV[2] == '*' or redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 local at = now()
 redis.call('HSET', steps, step .. '.state', 'retrying', step .. '.last_error', ARGV[3])
+count('step_retries_total')
 redis.call('XADD', events, '*', 'type', 'step_retrying', 'step', step, 'at', at, 'attempt', ARGV[4],
   'delay_s', ARGV[5], 'error', ARGV[3])
 touch(at)
@@ -198,7 +229,7 @@ return 1
 ESCALATE = (
     _PRELUDE
     + """
-local claim, step = KEYS[13], ARGV[1]
+local claim, step = KEYS[14], ARGV[1]
 if ARGV[2] == '*' or redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 if not is_active(redis.call('HGET', run, 'state')) then return 0 end
 if redis.call('HEXISTS', results, step) == 1 then return 0 end
@@ -208,6 +239,7 @@ redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'failed'
   step .. '.last_error', ARGV[3])
 redis.call('XADD', events, '*', 'type', 'step_failed', 'step', step, 'at', at, 'error', ARGV[3],
   'attempts', ARGV[5])
+count('steps_total|' .. tostring(cjson.decode(redis.call('HGET', plan, step))['agent']) .. '|failed')
 redis.call('XADD', escalations, '*', 'run_id', redis.call('HGET', run, 'id'), 'step', step, 'error', ARGV[3],
   'traceback', ARGV[4], 'attempts', ARGV[5], 'context', results, 'at', at)
 refresh_state()
@@ -261,7 +293,7 @@ return finish_run(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 PARK = (
     _PRELUDE
     + """
-local akey, step, approval_id = KEYS[13], ARGV[1], ARGV[2]
+local akey, step, approval_id = KEYS[14], ARGV[1], ARGV[2]
 if not is_active(redis.call('HGET', run, 'state')) then return 0 end
 if redis.call('EXISTS', akey) == 1 then return 0 end
 local at = now()
@@ -290,7 +322,7 @@ return 1
 DECIDE = (
     _PRELUDE
     + """
-local akey, step, approval_id, decision = KEYS[13], ARGV[1], ARGV[2], ARGV[3]
+local akey, step, approval_id, decision = KEYS[14], ARGV[1], ARGV[2], ARGV[3]
 local astate = redis.call('HGET', akey, 'state')
 if not astate then return {'missing'} end
 if astate == 'closed' then return {'closed', redis.call('HGET', akey, 'closed_reason') or 'closed'} end

@@ -105,7 +105,14 @@ class Registry:
     def _base(self, run_id: str) -> list[str]:
         """The keys every run script takes first (see proj.lua)."""
         k = self.keys
-        return [*self.run_keys(run_id).durable, k.pending_approvals, k.approval_deadlines, k.active_runs, k.escalations]
+        return [
+            *self.run_keys(run_id).durable,
+            k.pending_approvals,
+            k.approval_deadlines,
+            k.active_runs,
+            k.escalations,
+            k.metrics,
+        ]
 
     def _ends(self) -> list[int]:
         return [self.settings.finished_run_ttl_s, self.settings.idempotency_ttl_s]

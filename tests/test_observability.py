@@ -1,0 +1,103 @@
+"""Where users see the tax: Prometheus /metrics, the Grafana dashboard, and real Flower."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from coordinator import Approval, Step, Workflow, start
+from coordinator.stack import ApiProcess, FlowerProcess
+from proj.settings import Settings
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.usefixtures("worker")
+DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "agentchord.json"
+
+
+def scrape(api: ApiProcess) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = httpx.get(f"{api.url}/metrics", timeout=10).text
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+    return sum(v for found, v in samples.get(name, []) if all(found.get(k) == want for k, want in labels.items()))
+
+
+def test_metrics_count_steps_runs_tokens_and_histograms_across_workers(api: ApiProcess, client: redis.Redis) -> None:
+    diamond = Workflow(
+        name="metrics",
+        steps=[
+            Step(name="a", agent="reviewer"),
+            Step(name="b", agent="test_writer", after=["a"]),
+            Step(name="c", agent="doc_generator", after=["a"]),
+            Step(name="d", agent="merger", after=["b", "c"]),
+        ],
+    )
+    start(diamond, input={"diff": "+++ b/x.py\n@@ -0,0 +1 @@\n+print(1)\n"}).wait(timeout=60)
+    parked = start(Workflow(name="parked", steps=[Step(name="g", approval=Approval())]), input={})
+    parked.wait_for_approval(timeout=30)
+    samples = scrape(api)
+    for role in ("reviewer", "test_writer", "doc_generator", "merger"):
+        assert value(samples, "agentchord_steps_total", role=role, state="succeeded") == 1
+    assert value(samples, "agentchord_runs_total", state="succeeded") == 1
+    assert value(samples, "agentchord_queue_wait_seconds_count") == 4
+    assert value(samples, "agentchord_queue_wait_seconds_bucket", le="+Inf") == 4
+    assert value(samples, "agentchord_run_overhead_seconds_count") == 1
+    assert value(samples, "agentchord_tokens_total", kind="prompt") > 0
+    assert value(samples, "agentchord_tokens_total", kind="reinjected") > 0
+    assert value(samples, "agentchord_parked_approvals") == 1
+
+
+def test_grafana_dashboard_only_uses_exported_metrics(api: ApiProcess, client: redis.Redis) -> None:
+    start(Workflow(name="one", steps=[Step(name="x", agent="echo")]), input={}).wait(timeout=60)
+    exported = set(scrape(api))
+    dashboard = json.loads(DASHBOARD.read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for t in panel["targets"]
+        for name in re.findall(r"agentchord_\w+", t["expr"])
+    }
+    assert used, "the dashboard has no agentchord queries"
+    assert used <= exported, f"not exported: {sorted(used - exported)}"
+
+
+@pytest.fixture
+def flower(settings: Settings) -> Iterator[FlowerProcess]:
+    process = FlowerProcess(settings).start().wait_ready()
+    yield process
+    process.stop()
+
+
+def test_flower_shows_a_runs_tasks_with_run_id_step_and_role_queues(flower: FlowerProcess, client: redis.Redis) -> None:
+    # Flower learns about tasks from worker events; wait until it sees the worker.
+    wait_for(lambda: httpx.get(f"{flower.url}/api/workers", params={"refresh": "true"}, timeout=10).json())
+    run = start(
+        Workflow(name="flowered", steps=[Step(name="a", agent="echo"), Step(name="b", agent="reviewer", after=["a"])]),
+        input={},
+    )
+    run.wait(timeout=60)
+
+    def tasks_of_run() -> list[dict[str, object]]:
+        tasks = httpx.get(f"{flower.url}/api/tasks", timeout=10).json().values()
+        return [t for t in tasks if run.id in str(t.get("kwargs"))]
+
+    found = wait_for(lambda: len(tasks_of_run()) >= 4 and tasks_of_run(), timeout_s=30)
+    names = {(t["name"], t.get("routing_key")) for t in found}
+    assert ("agents.echo", "echo") in names and ("agents.reviewer", "reviewer") in names
+    assert ("coordinator.advance", "coordinator") in names
+    agent_task = next(t for t in found if t["name"] == "agents.reviewer")
+    assert agent_task["uuid"] == f"{run.id}.b" and "'step': 'b'" in str(agent_task["kwargs"])
+    metrics = httpx.get(f"{flower.url}/metrics", timeout=10).text
+    assert "flower_events_total" in metrics
