@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from proj.errors import ConfigurationError
 from proj.settings import Settings
+from proj.tracing import span
 
 
 class Message(BaseModel):
@@ -90,8 +91,11 @@ class MeteredModel:
     def complete(
         self, messages: list[Message], *, task: str | None = None, json_schema: dict[str, Any] | None = None
     ) -> Completion:
-        completion = self.backend.complete(messages, task=task, json_schema=json_schema)
-        self.meter.add(completion, messages)
+        with span("agentchord.model_call", **{"agentchord.model": self.name, "agentchord.task": task}) as current:
+            completion = self.backend.complete(messages, task=task, json_schema=json_schema)
+            self.meter.add(completion, messages)
+            current.set_attribute("agentchord.prompt_tokens", completion.prompt_tokens)
+            current.set_attribute("agentchord.completion_tokens", completion.completion_tokens)
         return completion
 
 

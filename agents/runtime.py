@@ -28,7 +28,8 @@ from agents.llm import MeteredModel, UsageMeter, model_for
 from proj.celery import app, current_settings
 from proj.errors import StepFailedError
 from proj.policy import RetryPolicy, is_transient
-from proj.registry import Registry, registry_for
+from proj.registry import Registry, StepWork, registry_for
+from proj.tracing import annotate, span
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
     settings = current_settings()
     registry = registry_for(settings)
     token = f"{task.request.id}:{uuid.uuid4().hex[:12]}"
-    outcome = registry.begin_step(run_id, step, token, task.request.hostname or "")
+    annotate(**{"agentchord.run_id": run_id, "agentchord.step": step, "agentchord.role": role.name})
+    with span("agentchord.registry.begin_step"):
+        outcome = registry.begin_step(run_id, step, token, task.request.hostname or "")
     if outcome.status == "busy":
         # Another delivery of this step is running it; look again when its lease may be over.
         countdown = min(max(outcome.retry_in_ms / 1000.0, 0.05), _BUSY_POLL_MAX_S)
@@ -86,6 +89,32 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         raise StepFailedError(run_id, step, error) from exc
     body_s = time.perf_counter() - started
 
+    annotate(
+        **{
+            "agentchord.attempt": work.attempt,
+            "agentchord.prompt_tokens": meter.prompt_tokens,
+            "agentchord.completion_tokens": meter.completion_tokens,
+            "agentchord.reinjected_tokens": meter.reinjected_tokens,
+        }
+    )
+    with span("agentchord.registry.finish_step"):
+        _store(registry, run_id, step, token, result_json, body_s, meter, work, run_started)
+    for hook in AFTER_STORE_HOOKS:
+        hook(context)
+    return {"run_id": run_id, "step": step, "status": "succeeded"}
+
+
+def _store(
+    registry: Registry,
+    run_id: str,
+    step: str,
+    token: str,
+    result_json: str,
+    body_s: float,
+    meter: UsageMeter,
+    work: StepWork,
+    run_started: float,
+) -> None:
     registry.finish_step(
         run_id,
         step,
@@ -104,9 +133,6 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
             "run_s": f"{time.perf_counter() - run_started:.6f}",
         },
     )
-    for hook in AFTER_STORE_HOOKS:
-        hook(context)
-    return {"run_id": run_id, "step": step, "status": "succeeded"}
 
 
 # Called with the step's context after its result is stored, before the task returns (and so

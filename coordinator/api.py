@@ -44,6 +44,7 @@ from proj.errors import (
 )
 from proj.registry import registry_for
 from proj.settings import Settings
+from proj.tracing import setup_tracing
 
 # Most specific first; the first match wins.
 _STATUS: list[tuple[type[AgentchordError], int]] = [
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The API bound to ``settings`` (from the environment when omitted)."""
     settings = settings or Settings()
     configure(settings)
+    setup_tracing(settings)
     registry = registry_for(settings)
     api = FastAPI(
         title="agentchord",

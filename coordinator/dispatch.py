@@ -12,6 +12,7 @@ from coordinator.compile import canvas_for, is_gate, join_groups, ready_steps, s
 from coordinator.metrics import record_finished_run
 from proj.celery import app
 from proj.registry import Registry
+from proj.tracing import within_run_trace
 
 
 def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
@@ -30,6 +31,7 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
     for gate in gates:
         park_gate(registry, registry.settings, run_id, gate, snapshot.plan)
     agents = [step for step in claimed if step not in gates]
-    for steps in join_groups(agents, snapshot.plan):
-        canvas_for(app, run_id, steps, snapshot.plan).apply_async()
+    with within_run_trace(snapshot.traceparent):
+        for steps in join_groups(agents, snapshot.plan):
+            canvas_for(app, run_id, steps, snapshot.plan).apply_async()
     return claimed

@@ -33,6 +33,7 @@ from proj.errors import (
 )
 from proj.registry import TERMINAL_STATES, Event, Registry, registry_for
 from proj.settings import Settings, check_time_limit
+from proj.tracing import current_traceparent, setup_tracing, span
 
 
 class StepStatus(BaseModel):
@@ -230,10 +231,14 @@ def start(
         limit = json.loads(raw).get("time_limit_s")
         if limit:
             check_time_limit(limit, settings, f"the time limit of step {step!r}")
-    _created, run_id = registry.create_run(run_id, wf.name, wf.to_json(), input_json, plans, idempotency_key)
-    # Also on a repeated key: re-dispatching is idempotent and heals a start that crashed
-    # between creating the run and sending its first tasks.
-    dispatch_ready(registry, run_id)
+    traced = setup_tracing(settings)
+    with span(f"agentchord.run {wf.name}", **{"agentchord.workflow": wf.name, "agentchord.run_id": run_id}):
+        created, run_id = registry.create_run(run_id, wf.name, wf.to_json(), input_json, plans, idempotency_key)
+        if created and traced:
+            registry.client.hset(registry.run_keys(run_id).run, "traceparent", current_traceparent())
+        # Also on a repeated key: re-dispatching is idempotent and heals a start that crashed
+        # between creating the run and sending its first tasks.
+        dispatch_ready(registry, run_id)
     return Run(run_id, registry)
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init, worker_process_init
 
 from proj.queues import COORDINATOR_QUEUE, route_task
 from proj.settings import Settings
+from proj.tracing import setup_tracing
 
 # Modules that define tasks. Built-in roles live in `agents`; the coordinator's callbacks in
 # `coordinator.callbacks`. User roles come from AGENTCHORD_AGENT_MODULES.
@@ -56,6 +58,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "enable_utc": True,
     }
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _trace_in_pool_child(**_kwargs: Any) -> None:
+    setup_tracing(_settings)
+
+
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _trace_in_worker(sender: Any = None, **_kwargs: Any) -> None:
+    # Prefork children set tracing up after the fork (above); other pools run tasks here.
+    if "prefork" not in str(getattr(sender, "pool_cls", "prefork")).lower():
+        setup_tracing(_settings)
 
 
 def configure(settings: Settings) -> None:

@@ -58,6 +58,7 @@ class RunSnapshot:
     done: set[str]
     dispatched: set[str]
     approvals: dict[str, str] = field(default_factory=dict)  # gate step -> approval state
+    traceparent: str = ""  # the run's OpenTelemetry trace context, when tracing is on
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,8 @@ class Registry:
             pipe.hkeys(rk.results)
             pipe.smembers(rk.dispatched)
             pipe.hgetall(rk.approvals)
-            state, plan, done, dispatched, approvals = pipe.execute()
+            pipe.hget(rk.run, "traceparent")
+            state, plan, done, dispatched, approvals, traceparent = pipe.execute()
         steps = {step: json.loads(raw) for step, raw in plan.items()}
         return RunSnapshot(
             state=state,
@@ -161,6 +163,7 @@ class Registry:
             done=set(done),
             dispatched=set(dispatched),
             approvals=dict(approvals),
+            traceparent=traceparent or "",
         )
 
     # -- a step's life -----------------------------------------------------------------------

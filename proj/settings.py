@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often the beat schedule sweeps approval deadlines."
     )
 
+    # -- telemetry ------------------------------------------------------------------------------
+    otel_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); unset: off."
+    )
+    otel_service_name: str = Field(default="agentchord", description="service.name of exported spans.")
+    otel_batch_delay_ms: int = Field(default=5000, gt=0, description="How long spans are batched before export.")
+
     @field_validator("agent_modules", "api_tokens", "webhook_secrets", "approval_webhook_urls", mode="before")
     @classmethod
     def _split_modules(cls, value: Any) -> Any:

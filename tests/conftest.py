@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from proj.celery import configure
 from proj.queues import COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE
 from proj.redis_server import RedisServer, free_port
 from proj.settings import Settings
-from tests.receiver import Receiver
+from tests.receiver import OtlpReceiver, Receiver
 
 T = TypeVar("T")
 
@@ -47,6 +48,9 @@ def wait_for(predicate: Callable[[], T], timeout_s: float = 30.0, interval_s: fl
 def redis_server() -> Iterator[RedisServer]:
     server = RedisServer(appendonly=True).start()
     yield server
+    # Celery's AsyncResult.__del__ unsubscribes from the result backend: let the tests' result
+    # objects go while Redis is still up.
+    gc.collect()
     server.close()
 
 
@@ -59,7 +63,15 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="session")
-def settings(redis_server: RedisServer, receiver: Receiver) -> Settings:
+def otlp() -> Iterator[OtlpReceiver]:
+    """A local OTLP endpoint: the test stack exports its traces here."""
+    server = OtlpReceiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(redis_server: RedisServer, receiver: Receiver, otlp: OtlpReceiver) -> Settings:
     api_port = free_port()
     value = Settings(
         redis_url=redis_server.url,
@@ -75,6 +87,8 @@ def settings(redis_server: RedisServer, receiver: Receiver) -> Settings:
         approval_webhook_urls=(receiver.url,),
         notify_backoff_s=0.1,
         notify_max_attempts=3,
+        otel_endpoint=otlp.url,
+        otel_batch_delay_ms=200,
     )
     configure(value)
     agents.load_agent_modules(value.agent_modules)

@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from coordinator import Approval, Step, Workflow, start
 from coordinator.stack import ApiProcess, FlowerProcess
 from proj.settings import Settings
-from tests.conftest import wait_for
+from tests.conftest import API_TOKEN, wait_for
+from tests.receiver import OtlpReceiver, SpanRecord
 
 pytestmark = pytest.mark.usefixtures("worker")
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "agentchord.json"
@@ -101,3 +102,52 @@ def test_flower_shows_a_runs_tasks_with_run_id_step_and_role_queues(flower: Flow
     assert agent_task["uuid"] == f"{run.id}.b" and "'step': 'b'" in str(agent_task["kwargs"])
     metrics = httpx.get(f"{flower.url}/metrics", timeout=10).text
     assert "flower_events_total" in metrics
+
+
+def test_one_trace_per_run_across_workers_with_model_and_registry_spans(
+    otlp: OtlpReceiver, api: ApiProcess, settings: Settings, client: redis.Redis
+) -> None:
+    gated = Workflow(
+        name="traced",
+        steps=[
+            Step(name="review", agent="reviewer"),
+            Step(name="gate", approval=Approval(), after=["review"]),
+            Step(name="merge", agent="merger", after=["gate"]),
+        ],
+    )
+    run = start(gated, input={"diff": "+++ b/x.py\n@@ -0,0 +1 @@\n+eval(x)\n"})
+    approval = run.wait_for_approval(timeout=30)
+    # Resumed through the API process: the steps after the park must join the same trace.
+    body = json.dumps({"decision": "approve"})
+    headers = {"authorization": f"Bearer {API_TOKEN}"}
+    assert httpx.post(f"{api.url}/approvals/{approval.id}", content=body, headers=headers).status_code == 200
+    run.wait(timeout=60)
+
+    def spans_of_run() -> list[SpanRecord]:
+        spans = otlp.snapshot()
+        traces = {s.trace_id for s in spans if s.attributes.get("agentchord.run_id") == run.id}
+        return [s for s in spans if s.trace_id in traces]
+
+    def complete() -> list[SpanRecord] | None:
+        spans = spans_of_run()
+        steps = {s.attributes.get("agentchord.step") for s in spans}
+        return (
+            spans
+            if {"review", "merge"} <= steps and sum(s.name == "agentchord.model_call" for s in spans) >= 2
+            else None
+        )
+
+    spans = wait_for(complete, timeout_s=30)
+    assert len({s.trace_id for s in spans}) == 1, "the run is split over several traces"
+    names = {s.name for s in spans}
+    assert "agentchord.run traced" in names
+    assert {"agentchord.registry.begin_step", "agentchord.registry.finish_step"} <= names
+    by_id = {s.span_id: s for s in spans}
+    for model_call in (s for s in spans if s.name == "agentchord.model_call"):
+        parent = by_id[model_call.parent_id]
+        assert parent.attributes.get("agentchord.role") in {"reviewer", "merger"}  # the step's span
+        assert int(model_call.attributes["agentchord.prompt_tokens"]) > 0  # type: ignore[arg-type]
+    merge = next(
+        s for s in spans if s.attributes.get("agentchord.step") == "merge" and "agentchord.role" in s.attributes
+    )
+    assert merge.name == "run/agents.merger" and int(merge.attributes["agentchord.prompt_tokens"]) > 0  # type: ignore[arg-type]
