@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench format clean
+.PHONY: install demo test lint bench bench-quick chaos format clean
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "agentchord needs Python 3.11+; set PY=python3.11")'
@@ -30,7 +30,17 @@ format: install
 	$(BIN)/ruff format proj agents coordinator tests bench
 
 bench: install
-	$(BIN)/python bench/overhead.py
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	for b in overhead tokens tax throughput scale; do $(BIN)/python bench/$$b.py || exit 1; done
+	$(BIN)/python bench/plots.py
+
+bench-quick: install
+	for b in tokens tax throughput scale; do $(BIN)/python bench/$$b.py --quick || exit 1; done
+	$(BIN)/python bench/overhead.py --runs 30 --warmup 5
+
+chaos: install
+	$(BIN)/python bench/chaos.py
+	$(BIN)/python bench/chaos.py --unsafe --run-timeout 30 --drain-timeout 60
 
 clean:
 	rm -rf $(VENV) .agentchord .pytest_cache .mypy_cache .ruff_cache

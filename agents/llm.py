@@ -40,6 +40,7 @@ class Completion(BaseModel):
     prompt_tokens: int = Field(ge=0)
     completion_tokens: int = Field(ge=0)
     latency_s: float = Field(ge=0)
+    rate_limit_wait_s: float = Field(default=0.0, ge=0, description="Time spent waiting for a rate limit.")
 
 
 class ChatModel(Protocol):
@@ -64,6 +65,7 @@ class UsageMeter:
         self.completion_tokens = 0
         self.reinjected_tokens = 0
         self.latency_s = 0.0
+        self.rate_limit_wait_s = 0.0
         self.model = ""
         # Text of earlier steps' outputs that the agent put into its prompts (StepContext.inject).
         self.injected: list[str] = []
@@ -74,6 +76,7 @@ class UsageMeter:
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         self.latency_s += completion.latency_s
+        self.rate_limit_wait_s += completion.rate_limit_wait_s
         # Re-injected: prompt tokens that came from earlier steps' outputs, counted once per
         # message that carries them.
         for message in messages:
@@ -99,32 +102,36 @@ class MeteredModel:
         return completion
 
 
-BackendFactory = Callable[[Settings], ChatModel]
+# Builds a backend for one model name (the role's, or AGENTCHORD_LLM_MODEL).
+BackendFactory = Callable[[Settings, str], ChatModel]
 _BACKENDS: dict[str, BackendFactory] = {}
 _lock = threading.Lock()
 
 
 def register_backend(name: str, factory: BackendFactory) -> None:
-    """Make ``AGENTCHORD_LLM_BACKEND=name`` build its model with ``factory(settings)``."""
+    """Make ``AGENTCHORD_LLM_BACKEND=name`` build its models with ``factory(settings, model)``."""
     _BACKENDS[name] = factory
 
 
-def model_for(settings: Settings) -> ChatModel:
-    """The configured backend, built once per settings object."""
+def model_for(settings: Settings, role: str | None = None) -> ChatModel:
+    """The model a role calls (per-role backend and model overrides), built once per process."""
+    backend = settings.role_backends.get(role or "", settings.llm_backend)
+    model = settings.role_models.get(role or "", settings.llm_model)
+    key = (settings, backend, model)
     with _lock:
-        cached = _built.get(settings)
+        cached = _built.get(key)
         if cached is None:
-            factory = _BACKENDS.get(settings.llm_backend)
+            if backend == "openai":
+                import agents.openai_backend  # noqa: F401  (registers itself)
+            factory = _BACKENDS.get(backend)
             if factory is None:
-                known = ", ".join(sorted(_BACKENDS))
-                raise ConfigurationError(
-                    f"unknown model backend {settings.llm_backend!r} (AGENTCHORD_LLM_BACKEND); known: {known}"
-                )
-            cached = _built[settings] = factory(settings)
+                known = ", ".join(sorted({*_BACKENDS, "openai"}))
+                raise ConfigurationError(f"unknown model backend {backend!r} (AGENTCHORD_LLM_BACKEND); known: {known}")
+            cached = _built[key] = factory(settings, model)
         return cached
 
 
-_built: dict[Settings, ChatModel] = {}
+_built: dict[tuple[Settings, str, str], ChatModel] = {}
 
 
 def count_tokens(text: str) -> int:

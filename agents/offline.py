@@ -67,7 +67,7 @@ class OfflineModel:
         )
 
 
-register_backend("offline", lambda settings: OfflineModel(settings.simulated_latency_ms))
+register_backend("offline", lambda settings, _model: OfflineModel(settings.simulated_latency_ms))
 
 
 def last_user_json(messages: list[Message]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 import traceback
@@ -70,7 +71,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         dependencies=work.dependencies,
         params=work.plan.get("params", {}),
         attempt=work.attempt,
-    ).with_model(MeteredModel(model_for(settings), meter), meter.injected)
+    ).with_model(MeteredModel(model_for(settings, role.name), meter), meter.injected)
 
     started = time.perf_counter()
     run_started = outcome.began_monotonic
@@ -82,7 +83,8 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         error = f"{type(exc).__name__}: {exc}"
         policy = RetryPolicy(**work.plan["retry"])
         if is_transient(exc) and work.attempt < policy.max_attempts:
-            delay = policy.delay_s(work.attempt)
+            # A provider's Retry-After is a floor under the policy's backoff.
+            delay = max(policy.delay_s(work.attempt), float(getattr(exc, "retry_after_s", 0.0) or 0.0))
             registry.retry_later(run_id, step, token, error, work.attempt, delay)
             raise task.retry(countdown=delay, exc=exc) from None
         give_up(registry, run_id, step, token, error, traceback.format_exc(), work.attempt, work.plan)
@@ -123,6 +125,7 @@ def _store(
         {
             "body_s": f"{body_s:.6f}",
             "model_s": f"{meter.latency_s:.6f}",
+            "rate_limit_wait_s": f"{meter.rate_limit_wait_s:.6f}",
             "model_calls": meter.calls,
             "prompt_tokens": meter.prompt_tokens,
             "completion_tokens": meter.completion_tokens,
@@ -197,12 +200,32 @@ def _to_json(output: Any) -> str:
 @task_received.connect  # type: ignore[untyped-decorator]
 def _record_received(request: Any = None, **_kwargs: Any) -> None:
     """Runs in the worker's main process when a message arrives: splits queue wait into the
-    broker's part and the pool's part."""
+    broker's part and the pool's part. Written by a background thread, so the message goes to
+    the pool without waiting for Redis (the time is the worker's clock, not the server's)."""
     if request is None or not str(getattr(request, "name", "")).startswith("agents."):
         return
     kwargs = request.kwargs or {}
     if "run_id" in kwargs and "step" in kwargs:
+        _receipts.put((kwargs["run_id"], kwargs["step"], time.time()))
+        _start_receipt_writer()
+
+
+_receipts: queue.SimpleQueue[tuple[str, str, float]] = queue.SimpleQueue()
+_writer: list[threading.Thread] = []
+
+
+def _start_receipt_writer() -> None:
+    if _writer and _writer[0].is_alive():
+        return
+    thread = threading.Thread(target=_write_receipts, name="agentchord-receipts", daemon=True)
+    _writer[:] = [thread]
+    thread.start()
+
+
+def _write_receipts() -> None:
+    while True:
+        run_id, step, at = _receipts.get()
         try:
-            registry_for(current_settings()).mark_received(kwargs["run_id"], kwargs["step"])
+            registry_for(current_settings()).mark_received(run_id, step, at)
         except Exception:
-            logger.debug("could not record receipt of %s", request.id)
+            logger.debug("could not record receipt of %s.%s", run_id, step)

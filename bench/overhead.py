@@ -39,6 +39,7 @@ from proj.queues import COORDINATOR_QUEUE
 from proj.redis_server import RedisServer
 from proj.settings import Settings
 
+STEPS = 4
 DIAMOND = Workflow(
     name="instant_diamond",
     steps=[
@@ -60,10 +61,22 @@ def commands_total(client: redis.Redis) -> int:
     return sum(int(v["calls"]) for v in stats.values())
 
 
-def run_agentchord() -> float:
+HOPS: list[tuple[float, float]] = []  # (handoff, queue wait) of every agentchord step measured
+
+
+def run_agentchord(record: bool = False) -> float:
     started = time.perf_counter()
-    start(DIAMOND, input={}).wait(timeout=60)
-    return time.perf_counter() - started
+    run = start(DIAMOND, input={})
+    run.wait(timeout=60)
+    elapsed = time.perf_counter() - started
+    if record:
+        # After the clock stopped: reading the accounting is not part of the latency.
+        HOPS.extend((s.handoff_s or 0.0, s.queue_wait_s or 0.0) for s in run.timings().steps)
+    return elapsed
+
+
+def net_input_bytes(client: redis.Redis) -> int:
+    return int(client.info("stats")["total_net_input_bytes"])
 
 
 def run_plain(client: redis.Redis) -> float:
@@ -103,21 +116,24 @@ def main() -> None:
                 run_plain(client)
             ours: list[float] = []
             plain: list[float] = []
-            ours_cmds = plain_cmds = 0
+            ours_cmds = plain_cmds = ours_bytes = plain_bytes = 0
             for _ in range(args.runs):
-                before = commands_total(client)
-                ours.append(run_agentchord())
-                middle = commands_total(client)
+                before, before_bytes = commands_total(client), net_input_bytes(client)
+                ours.append(run_agentchord(record=True))
+                middle, middle_bytes = commands_total(client), net_input_bytes(client)
                 plain.append(run_plain(client))
-                after = commands_total(client)
-                # INFO itself is one command per reading; leave it out.
-                ours_cmds += middle - before - 1
-                plain_cmds += after - middle - 1
+                after, after_bytes = commands_total(client), net_input_bytes(client)
+                # The INFO readings themselves are two commands per pair; leave them out.
+                ours_cmds += middle - before - 2
+                plain_cmds += after - middle - 2
+                ours_bytes += middle_bytes - before_bytes
+                plain_bytes += after_bytes - middle_bytes
         finally:
             worker.stop()
 
     rows = []
-    for name, values, cmds in (("agentchord", ours, ours_cmds), ("plain Celery", plain, plain_cmds)):
+    measured = (("agentchord", ours, ours_cmds, ours_bytes), ("plain Celery", plain, plain_cmds, plain_bytes))
+    for name, values, cmds, sent in measured:
         rows.append(
             {
                 "system": name,
@@ -125,8 +141,12 @@ def main() -> None:
                 "p99_ms": percentile(values, 99) * 1000,
                 "mean_ms": statistics.fmean(values) * 1000,
                 "redis_commands_per_run": cmds / args.runs,
+                "redis_commands_per_step": cmds / args.runs / STEPS,
+                "bytes_to_redis_per_step": sent / args.runs / STEPS,
             }
         )
+    hop_handoff_ms = statistics.fmean(h for h, _ in HOPS) * 1000
+    hop_queue_ms = statistics.fmean(q for _, q in HOPS) * 1000
     ratio_p50 = rows[0]["p50_ms"] / rows[1]["p50_ms"]
     ratio_p99 = rows[0]["p99_ms"] / rows[1]["p99_ms"]
     result = {
@@ -137,19 +157,27 @@ def main() -> None:
         "rows": rows,
         "ratio_p50": ratio_p50,
         "ratio_p99": ratio_p99,
+        "per_hop_handoff_ms": hop_handoff_ms,
+        "per_hop_queue_wait_ms": hop_queue_ms,
+        "per_step_extra_ms": (rows[0]["p50_ms"] - rows[1]["p50_ms"]) / STEPS,
     }
     print(
         f"\nDiamond, instant agents, {args.runs} sequential runs each, interleaved; "
         f"{args.concurrency} worker processes; {os.cpu_count()} cores\n"
     )
-    print("| system | P50 ms | P99 ms | mean ms | Redis commands / run |")
-    print("|---|---:|---:|---:|---:|")
+    print("| system | P50 ms | P99 ms | mean ms | Redis commands / step | bytes to Redis / step |")
+    print("|---|---:|---:|---:|---:|---:|")
     for row in rows:
         print(
             f"| {row['system']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['mean_ms']:.2f} | "
-            f"{row['redis_commands_per_run']:.1f} |"
+            f"{row['redis_commands_per_step']:.1f} | {row['bytes_to_redis_per_step']:.0f} |"
         )
-    print(f"| **ratio** | **{ratio_p50:.2f}x** | **{ratio_p99:.2f}x** | | |")
+    print(f"| **ratio** | **{ratio_p50:.2f}x** | **{ratio_p99:.2f}x** | | | |")
+    print(
+        f"\nper hop (agentchord, mean over {len(HOPS)} steps): handoff {hop_handoff_ms:.2f} ms, queue wait "
+        f"{hop_queue_ms:.2f} ms; extra latency per step vs plain Celery (P50): {result['per_step_extra_ms']:.2f} ms"
+    )
+    print("Redis commands include those run inside Lua scripts (INFO commandstats counts them).")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
 

@@ -2,7 +2,7 @@
 
 - memory: ``INFO memory`` used_memory before and after N finished runs of the instant diamond
   and M runs of a one-gate workflow parked at its approval (10,000 by default), per run, with
-  a breakdown by key pattern (``MEMORY USAGE`` of every key, run ids folded to ``*``);
+  a breakdown by key pattern (``MEMORY USAGE ... SAMPLES 0`` of every key, run ids folded to ``*``);
 - width: root -> W parallel instant steps -> join, for W = 2, 8, 32, 128;
 - depth: a chain of D instant steps, for D = 4, 16, 64.
 
@@ -91,7 +91,7 @@ def key_pattern(key: str) -> str:
 
 
 def memory_by_pattern(client: redis.Redis) -> tuple[Counter[str], Counter[str]]:
-    """(bytes, keys) per key pattern, from MEMORY USAGE of every key."""
+    """(bytes, keys) per key pattern, from MEMORY USAGE of every key (all of its elements)."""
     keys = list(client.scan_iter(count=1000))
     size: Counter[str] = Counter()
     count: Counter[str] = Counter()
@@ -99,7 +99,7 @@ def memory_by_pattern(client: redis.Redis) -> tuple[Counter[str], Counter[str]]:
         batch = keys[i : i + 1000]
         with client.pipeline(transaction=False) as pipe:
             for key in batch:
-                pipe.memory_usage(key)
+                pipe.memory_usage(key, samples=0)  # every element: exact, not a 5-element estimate
             for key, used in zip(batch, pipe.execute(), strict=True):
                 size[key_pattern(key)] += used or 0
                 count[key_pattern(key)] += 1

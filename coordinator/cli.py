@@ -165,9 +165,24 @@ def abort(run_id: str, reason: Annotated[str, typer.Option(help="Why, for the ev
 @cli.command()
 def demo(
     latency_ms: Annotated[float, typer.Option(help="Simulated model latency per call (offline model).")] = 0.0,
+    llm: Annotated[str, typer.Option(help="Model backend: offline or openai (any OpenAI-compatible server).")] = "",
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://localhost:11434/v1.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name on that server.")] = None,
 ) -> None:
-    """Run the code_review workflow end to end on a sample diff, on a fresh local stack."""
-    settings = Settings().model_copy(update={"simulated_latency_ms": latency_ms} if latency_ms else {})
+    """Run the gated code-review workflow end to end on a sample diff, on a fresh local stack.
+
+    The API key of a real server comes from AGENTCHORD_LLM_API_KEY, never from the command line.
+    """
+    overrides: dict[str, Any] = {"simulated_latency_ms": latency_ms} if latency_ms else {}
+    if llm:
+        overrides["llm_backend"] = llm
+    if base_url:
+        overrides["llm_base_url"] = base_url
+    if model:
+        overrides["llm_model"] = model
+    settings = Settings().model_copy(update=overrides)
     raise typer.Exit(run_demo(settings, console))
 
 

@@ -6,7 +6,8 @@ Timestamps are the Redis server's clock (see proj.lua), so they compare across m
 Per step:
 - handoff: the latest dependency finished (or the run started) -> this step dispatched
   (registry reads and writes, serialisation, the coordinator callback hop);
-- queue wait: dispatched -> started (``broker`` part: dispatched -> received by a worker);
+- queue wait: dispatched -> started (``broker`` part: dispatched -> received by a worker); time
+  spent waiting for a provider's rate limit is reported apart and counted as queueing, not work;
 - body: the agent's own time, ``model`` inside it; step overhead: started -> finished minus the
   body (the agent task's registry I/O);
 - parked: an approval gate's time, the reviewer's, never overhead.
@@ -35,6 +36,7 @@ class StepTiming(BaseModel):
     broker_wait_s: float | None = None
     body_s: float | None = None
     model_s: float | None = None
+    rate_limit_wait_s: float = 0.0
     parked_s: float | None = None
     step_overhead_s: float | None = None
     run_s: float | None = None
@@ -114,7 +116,10 @@ def compute_timings(
         dep_finishes = [_f(records.get(dep, {}), "finished_at") for dep in after]
         ready_at = max((t for t in dep_finishes if t is not None), default=None) if after else created
         dispatched, started, ended = (_f(record, k) for k in ("dispatched_at", "started_at", "finished_at"))
-        body_s = _f(record, "body_s")
+        # Waiting for a provider's rate limit is queueing, not work: it leaves the body's time.
+        wait_s = _f(record, "rate_limit_wait_s") or 0.0
+        raw_body_s = _f(record, "body_s")
+        body_s = raw_body_s - wait_s if raw_body_s is not None else None
         parked_s = _diff(ended, started) if step_plan.get("approval") else None
         body[name] = body_s or parked_s or 0.0
         run_s = _diff(ended, started)
@@ -135,7 +140,8 @@ def compute_timings(
                 body_s=body_s,
                 model_s=_f(record, "model_s"),
                 parked_s=parked_s,
-                step_overhead_s=run_s - body_s if run_s is not None and body_s is not None else None,
+                rate_limit_wait_s=wait_s,
+                step_overhead_s=run_s - raw_body_s if run_s is not None and raw_body_s is not None else None,
                 run_s=_f(record, "run_s"),
                 attempts=attempts,
                 context_bytes=int(record.get("context_bytes", 0)),
@@ -207,7 +213,7 @@ def _breakdown(
     for name in chain:
         step = by_name[name]
         parts["handoff"] += step.handoff_s or 0.0
-        parts["queue"] += step.queue_wait_s or 0.0
+        parts["queue"] += (step.queue_wait_s or 0.0) + step.rate_limit_wait_s
         parts["body"] += step.body_s or 0.0
         parts["overhead"] += step.step_overhead_s or 0.0
         parts["parked"] += step.parked_s or 0.0

@@ -20,7 +20,9 @@
     ├── StepFailedError             an agent body raised; the step is retried or escalated
     ├── StepStateError              an operator action on a step that is not failed (409)
     ├── TransientError              raise it in an agent: retry this step later
+    │   └── TransientModelError         a model provider's 429/5xx/timeout (honours Retry-After)
     ├── PermanentError              raise it in an agent: retrying will not help
+    │   └── PermanentModelError         a provider's 4xx, or structured output that stays unparsable
     ├── ApprovalError               a resume that changes nothing
     │   ├── ApprovalNotFoundError       no such approval (HTTP 404)
     │   ├── ApprovalConflictError       already decided; carries the decision that won (409)
@@ -271,3 +273,22 @@ class TransientError(AgentchordError):
 
 class PermanentError(AgentchordError):
     """Raise from an agent for a failure that retrying cannot fix (bad input, a 4xx)."""
+
+
+class TransientModelError(TransientError):
+    def __init__(self, provider: str, reason: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(provider, reason, retry_after_s)
+        self.provider, self.reason, self.retry_after_s = provider, reason, retry_after_s
+
+    def __str__(self) -> str:
+        wait = f" (retry after {self.retry_after_s:g}s)" if self.retry_after_s else ""
+        return f"model provider {self.provider} failed transiently: {self.reason}{wait}"
+
+
+class PermanentModelError(PermanentError):
+    def __init__(self, provider: str, reason: str) -> None:
+        super().__init__(provider, reason)
+        self.provider, self.reason = provider, reason
+
+    def __str__(self) -> str:
+        return f"model provider {self.provider} refused the request: {self.reason}"

@@ -97,6 +97,10 @@ class Keys:
         """Stream: failed steps handed to operators (error, traceback, attempts, context)."""
         return f"{self.prefix}:escalations"
 
+    def rate_limit(self, provider: str, model: str) -> str:
+        """Sorted set: calls admitted to ``provider``/``model`` in the current window."""
+        return f"{self.prefix}:ratelimit:{provider}:{model}"
+
     def webhook_seen(self, webhook_id: str) -> str:
         """String with a TTL: an inbound webhook-id already accepted (the replay store)."""
         return f"{self.prefix}:webhook:seen:{webhook_id}"

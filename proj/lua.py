@@ -369,10 +369,3 @@ EXTEND_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
-
-# A worker took the step's message off the broker. KEYS: steps  ARGV: step
-RECEIVED = """
-local t = redis.call('TIME')
-redis.call('HSET', KEYS[1], ARGV[1] .. '.received_at', string.format('%d.%06d', t[1], t[2]))
-return 1
-"""

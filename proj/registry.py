@@ -90,7 +90,6 @@ class Registry:
         self._operator_retry = client.register_script(lua.OPERATOR_RETRY)
         self._operator_skip = client.register_script(lua.OPERATOR_SKIP)
         self._extend_lease = client.register_script(lua.EXTEND_LEASE)
-        self._received = client.register_script(lua.RECEIVED)
         self._finish_run = client.register_script(lua.FINISH_RUN)
         self._park = client.register_script(lua.PARK)
         self._decide = client.register_script(lua.DECIDE)
@@ -190,9 +189,9 @@ class Registry:
         work = StepWork(json.loads(step_plan_raw), json.loads(input_raw), dependencies, context_bytes, int(attempt))
         return BeginOutcome("run", work=work, began_monotonic=began)
 
-    def mark_received(self, run_id: str, step: str) -> None:
-        """A worker took the step's message off the broker (server clock)."""
-        self._received(keys=[self.run_keys(run_id).steps], args=[step])
+    def mark_received(self, run_id: str, step: str, at: float) -> None:
+        """A worker took the step's message off the broker at ``at`` (the worker's clock)."""
+        self.client.hset(self.run_keys(run_id).steps, f"{step}.received_at", f"{at:.6f}")
 
     def extend_lease(self, run_id: str, step: str, token: str) -> bool:
         """Keep holding ``step`` while its body runs (the lease lapses if the holder dies)."""

@@ -71,7 +71,38 @@ class Settings(BaseSettings):
         "workers and by `start` for validation.",
     )
     simulated_latency_ms: float = Field(default=0.0, ge=0, description="Latency the offline model adds to every call.")
-    llm_backend: str = Field(default="offline", description="Model backend; `offline` for now.")
+    llm_backend: str = Field(default="offline", description="Model backend: `offline` (default) or `openai`.")
+    role_backends: dict[str, str] = Field(
+        default_factory=dict, description='Per-role backend overrides as JSON: {"reviewer": "openai"}.'
+    )
+    llm_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="OpenAI-compatible API base (vLLM: http://host:8000/v1, Ollama: http://host:11434/v1).",
+    )
+    llm_api_key: SecretStr | None = Field(default=None, description="API key of the OpenAI-compatible server.")
+    llm_model: str = Field(default="gpt-4o-mini", description="Model name sent to the server.")
+    role_models: dict[str, str] = Field(
+        default_factory=dict, description='Per-role model overrides as JSON: {"merger": "gpt-4o"}.'
+    )
+    llm_temperature: float = Field(default=0.2, ge=0, le=2, description="Sampling temperature.")
+    llm_max_tokens: int = Field(default=1024, gt=0, description="Max completion tokens per call.")
+    llm_timeout_s: float = Field(default=60.0, gt=0, description="HTTP timeout of one model call.")
+    llm_json_mode: str = Field(
+        default="schema",
+        pattern="^(schema|object|off)$",
+        description="How structured answers are requested: `schema` (response_format json_schema), `object` "
+        "(json_object), or `off` (prompt only).",
+    )
+    llm_repair_attempts: int = Field(
+        default=1, ge=0, le=3, description="Re-asks when a structured answer is not valid JSON for its schema."
+    )
+    llm_requests_per_minute: int | None = Field(
+        default=None, gt=0, description="Global request limit per provider and model, shared through Redis."
+    )
+    llm_tokens_per_minute: int | None = Field(
+        default=None, gt=0, description="Global token limit per provider and model, shared through Redis."
+    )
+    llm_rate_window_s: float = Field(default=60.0, gt=0, description="Window of the rate limits (a minute).")
     model_prices: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {"offline": (0.0, 0.0)},
         description="Price per million prompt and completion tokens, per model, as JSON: "

@@ -19,6 +19,8 @@ from proj.celery import configure
 from proj.queues import COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE
 from proj.redis_server import RedisServer, free_port
 from proj.settings import Settings
+from tests.fake_openai import API_KEY as FAKE_API_KEY
+from tests.fake_openai import FakeOpenAI
 from tests.receiver import OtlpReceiver, Receiver
 
 T = TypeVar("T")
@@ -71,7 +73,15 @@ def otlp() -> Iterator[OtlpReceiver]:
 
 
 @pytest.fixture(scope="session")
-def settings(redis_server: RedisServer, receiver: Receiver, otlp: OtlpReceiver) -> Settings:
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """A local server speaking the OpenAI chat-completions API (no test calls the internet)."""
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(redis_server: RedisServer, receiver: Receiver, otlp: OtlpReceiver, fake_openai: FakeOpenAI) -> Settings:
     api_port = free_port()
     value = Settings(
         redis_url=redis_server.url,
@@ -89,6 +99,12 @@ def settings(redis_server: RedisServer, receiver: Receiver, otlp: OtlpReceiver) 
         notify_max_attempts=3,
         otel_endpoint=otlp.url,
         otel_batch_delay_ms=200,
+        # One role talks to the fake OpenAI-compatible server; the rest stay offline.
+        role_backends={"reviewer_llm": "openai"},
+        llm_base_url=fake_openai.url,
+        llm_api_key=SecretStr(FAKE_API_KEY),
+        llm_model="fake-model",
+        llm_timeout_s=1.0,
     )
     configure(value)
     agents.load_agent_modules(value.agent_modules)

@@ -80,3 +80,11 @@ def accountant(ctx: StepContext) -> dict[str, Any]:
     for dep in ctx.params.get("inject", []):
         ctx.model.complete([Message.user(ctx.inject(ctx.dependencies[dep]))], task="accountant")
     return {"text": " ".join(f"w{i}" for i in range(int(ctx.params.get("words", 0))))}
+
+
+@agent("reviewer_llm")
+def reviewer_llm(ctx: StepContext) -> Any:
+    """The built-in reviewer, on the OpenAI-compatible backend (AGENTCHORD_ROLE_BACKENDS)."""
+    from agents.reviewer import review
+
+    return review(ctx)

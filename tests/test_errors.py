@@ -35,6 +35,8 @@ SAMPLES: list[errors.AgentchordError] = [
     errors.StepStateError("r1", "a", "retry", "succeeded"),
     errors.TransientError("provider busy"),
     errors.PermanentError("bad input"),
+    errors.TransientModelError("http://llm", "HTTP 429", 2.0),
+    errors.PermanentModelError("http://llm", "HTTP 400: bad request"),
     errors.MalformedBodyError("Expecting value: line 1 column 1 (char 0)"),
 ]
 
