@@ -49,6 +49,7 @@ def shape_plot() -> Path:
         axis.plot(sizes, [r["plain_p50_wall_ms"] for r in rows], "s--", label="plain Celery P50 wall")
         axis.set(xscale="log", xlabel=label, ylabel="ms per run", title=f"Coordinator cost vs {label}")
         axis.set_xticks(sizes, [str(s) for s in sizes])
+        axis.minorticks_off()
         axis.legend()
     fig.tight_layout()
     out = DOCS / "dag_shapes.png"
