@@ -32,7 +32,8 @@ from celery.result import _set_task_join_will_block
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coordinator import Step, Workflow, start
+from bench.tasks import INSTANT_DIAMOND as DIAMOND
+from coordinator import start
 from coordinator.stack import WorkerProcess
 from proj.celery import app, configure
 from proj.queues import COORDINATOR_QUEUE
@@ -40,15 +41,6 @@ from proj.redis_server import RedisServer
 from proj.settings import Settings
 
 STEPS = 4
-DIAMOND = Workflow(
-    name="instant_diamond",
-    steps=[
-        Step(name="review", agent="instant"),
-        Step(name="tests", agent="instant", after=["review"]),
-        Step(name="docs", agent="instant", after=["review"]),
-        Step(name="merge", agent="instant", after=["tests", "docs"]),
-    ],
-)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -47,6 +47,7 @@ from bench.harness import (
     used_memory,
     write_json,
 )
+from bench.tasks import INSTANT_DIAMOND as DIAMOND
 from coordinator import Approval, Run, Step, Workflow, start
 from proj.celery import app
 from proj.queues import COORDINATOR_QUEUE
@@ -55,15 +56,6 @@ from proj.registry import registry_for
 QUEUE = "instant"
 RUN_TIMEOUT_S = 120
 IN_FLIGHT = 20  # finished-run phase: runs submitted and not yet awaited, at most
-DIAMOND = Workflow(
-    name="instant_diamond",
-    steps=[
-        Step(name="review", agent="instant"),
-        Step(name="tests", agent="instant", after=["review"]),
-        Step(name="docs", agent="instant", after=["review"]),
-        Step(name="merge", agent="instant", after=["tests", "docs"]),
-    ],
-)
 ONE_GATE = Workflow(name="one_gate", steps=[Step(name="g", approval=Approval())])
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import redis
 
 from agents import StepContext, agent
+from coordinator import Step, Workflow
 from proj.celery import app, current_settings
 
 _done_client: redis.Redis | None = None
@@ -30,3 +31,15 @@ def noop_done(_results: Any, key: str) -> None:
     if _done_client is None:
         _done_client = redis.Redis.from_url(current_settings().resolved_redis_url)
     _done_client.rpush(key, 1)
+
+
+# The code-review diamond with instant agents: what is left of its latency is coordination.
+INSTANT_DIAMOND = Workflow(
+    name="instant_diamond",
+    steps=[
+        Step(name="review", agent="instant"),
+        Step(name="tests", agent="instant", after=["review"]),
+        Step(name="docs", agent="instant", after=["review"]),
+        Step(name="merge", agent="instant", after=["tests", "docs"]),
+    ],
+)

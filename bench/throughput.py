@@ -42,20 +42,12 @@ from bench.harness import (
     print_table,
     write_json,
 )
-from coordinator import Run, Step, Workflow, start
+from bench.tasks import INSTANT_DIAMOND as DIAMOND
+from coordinator import Run, start
 from proj.celery import app, current_settings
 from proj.queues import COORDINATOR_QUEUE
 from proj.registry import registry_for
 
-DIAMOND = Workflow(
-    name="instant_diamond",
-    steps=[
-        Step(name="review", agent="instant"),
-        Step(name="tests", agent="instant", after=["review"]),
-        Step(name="docs", agent="instant", after=["review"]),
-        Step(name="merge", agent="instant", after=["tests", "docs"]),
-    ],
-)
 QUEUE = "instant"
 DRAIN_TIMEOUT_S = 180
 

@@ -180,16 +180,9 @@ class FlowerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FlowerProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "proj", "flower", f"--port={self.port}", "--address=127.0.0.1"],
-            # Flower's HTTP API needs auth unless told otherwise; this one listens on loopback only.
-            env={**settings_env(self.settings), "FLOWER_UNAUTHENTICATED_API": "true"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            text=True,
-        )
+        command = ["celery", "-A", "proj", "flower", f"--port={self.port}", "--address=127.0.0.1"]
+        # Flower's HTTP API needs auth unless told otherwise; this one listens on loopback only.
+        self.process = _spawn(command, self.settings, {"FLOWER_UNAUTHENTICATED_API": "true"})
         return self
 
     def wait_ready(self, timeout_s: float = 30.0) -> FlowerProcess:
@@ -215,15 +208,7 @@ class ApiProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ApiProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "coordinator.cli", "api"],
-            env=settings_env(self.settings),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            text=True,
-        )
+        self.process = _spawn(["coordinator.cli", "api"], self.settings)
         return self
 
     def wait_ready(self, timeout_s: float = 30.0) -> ApiProcess:
@@ -237,6 +222,21 @@ class ApiProcess:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+
+
+def _spawn(
+    module_args: list[str], settings: Settings, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``python -m <module_args>`` in its own session (a terminal's Ctrl-C reaches only `up`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", *module_args],
+        env={**settings_env(settings), **(extra_env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        text=True,
+    )
 
 
 def _wait_http(url: str, process: subprocess.Popen[str] | None, what: str, timeout_s: float) -> None:
