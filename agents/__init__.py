@@ -4,14 +4,14 @@ Built-in roles: reviewer, test_writer, doc_generator, merger, router, validator.
 package registers them (and their Celery tasks ``agents.<role>``).
 """
 
-from agents import doc_generator, merger, reviewer, router, test_writer, validator
+from agents import collapsed, doc_generator, merger, reviewer, router, test_writer, validator
 from agents.base import AgentRole, agent, get_role, known_roles, load_agent_modules, role_defaults
 from agents.context import StepContext
 from agents.llm import ChatModel, Completion, Message, model_for, register_backend
 from agents.offline import OfflineModel, offline_skill
 
 # The role modules are imported for their registrations.
-_BUILT_IN_ROLES = (doc_generator, merger, reviewer, router, test_writer, validator)
+_BUILT_IN_ROLES = (collapsed, doc_generator, merger, reviewer, router, test_writer, validator)
 
 __all__ = [
     "AgentRole",

@@ -40,6 +40,7 @@ class AgentRole:
     retry: RetryPolicy | None = None
     time_limit_s: float | None = None
     soft_time_limit_s: float | None = None
+    prompt: str = ""  # what the role is asked to do; a collapsed run combines these
 
 
 _ROLES: dict[str, AgentRole] = {}
@@ -51,6 +52,7 @@ def agent(
     retry: RetryPolicy | None = None,
     time_limit_s: float | None = None,
     soft_time_limit_s: float | None = None,
+    prompt: str = "",
 ) -> Callable[[F], F]:
     """Register ``function(ctx: StepContext) -> BaseModel | dict`` as the agent role ``role``.
 
@@ -68,7 +70,7 @@ def agent(
             raise ConfigurationError(
                 f"agent role {role!r} is defined twice: {_qualname(existing.function)} and {_qualname(function)}"
             )
-        entry = AgentRole(role, function, agent_task_name(role), retry, time_limit_s, soft_time_limit_s)
+        entry = AgentRole(role, function, agent_task_name(role), retry, time_limit_s, soft_time_limit_s, prompt)
         _ROLES[role] = entry
         _make_task(entry)
         return function

@@ -35,7 +35,7 @@ def document_offline(messages: list[Message]) -> DocsOutput:
     )
 
 
-@agent("doc_generator")
+@agent("doc_generator", prompt=PROMPT)
 def generate_docs(ctx: StepContext) -> DocsOutput:
     """Docs for ``input.diff``."""
     reply = ctx.model.complete(

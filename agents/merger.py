@@ -35,7 +35,7 @@ def merge_offline(messages: list[Message]) -> MergeOutput:
     return MergeOutput(decision="request_changes" if blocked else "merge", reasons=reasons, summary=summary)
 
 
-@agent("merger")
+@agent("merger", prompt=PROMPT)
 def merge(ctx: StepContext) -> MergeOutput:
     """Merge decision over the outputs of the steps this one depends on."""
     # Find the tests and docs among the dependencies by shape, whatever the steps are called.

@@ -91,7 +91,7 @@ def review_offline(messages: list[Message]) -> ReviewOutput:
     return ReviewOutput(summary=summary, findings=findings, approve=high == 0)
 
 
-@agent("reviewer")
+@agent("reviewer", prompt=PROMPT)
 def review(ctx: StepContext) -> ReviewOutput:
     """Review ``input.diff``."""
     reply = ctx.model.complete(

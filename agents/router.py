@@ -41,7 +41,7 @@ def route_offline(messages: list[Message]) -> RouteOutput:
     )
 
 
-@agent("router")
+@agent("router", prompt=PROMPT)
 def route(ctx: StepContext) -> RouteOutput:
     """Route ``input.text`` (or the whole input) to one of ``params.routes``."""
     text = ctx.input.get("text") or json.dumps(ctx.input)

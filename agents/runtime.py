@@ -27,7 +27,7 @@ from agents.base import AgentRole
 from agents.context import StepContext
 from agents.llm import MeteredModel, UsageMeter, model_for
 from proj.celery import app, current_settings
-from proj.errors import StepFailedError
+from proj.errors import PermanentError, StepFailedError
 from proj.policy import RetryPolicy, is_transient
 from proj.registry import Registry, StepWork, registry_for
 from proj.tracing import annotate, span
@@ -79,6 +79,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         with LeaseKeeper(registry, run_id, step, token):
             output = role.function(context)
             result_json = _to_json(output)
+            _check_route(work.plan, result_json)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         policy = RetryPolicy(**work.plan["retry"])
@@ -184,6 +185,17 @@ class LeaseKeeper:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _check_route(plan: dict[str, Any], result_json: str) -> None:
+    """A router's choice must be one of the branches its workflow declares: an illegal one is a
+    failure in the event log, never a silent fall-through."""
+    branches = plan.get("branches")
+    if not branches:
+        return
+    route = json.loads(result_json).get("route") if result_json.startswith("{") else None
+    if route not in branches:
+        raise PermanentError(f"router chose {route!r}; the workflow's branches are {', '.join(branches)}")
 
 
 def _to_json(output: Any) -> str:

@@ -44,7 +44,7 @@ def write_tests_offline(messages: list[Message]) -> TestsOutput:
     return TestsOutput(tests=tests, blocking=blocking)
 
 
-@agent("test_writer")
+@agent("test_writer", prompt=PROMPT)
 def write_tests(ctx: StepContext) -> TestsOutput:
     """Tests for ``input.diff``, guided by the review it depends on."""
     outputs = ctx.dependencies.values()

@@ -41,7 +41,7 @@ def validate_offline(messages: list[Message]) -> ValidationOutput:
     return ValidationOutput(verdict="FAIL" if issues else "PASS", issues=issues)
 
 
-@agent("validator")
+@agent("validator", prompt=PROMPT)
 def validate(ctx: StepContext) -> ValidationOutput:
     """Validate the outputs of the steps this one depends on."""
     context = {

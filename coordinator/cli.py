@@ -19,7 +19,14 @@ from rich.table import Table
 import agents
 from coordinator.checkpoints import pending_approvals
 from coordinator.demo import run_demo
-from coordinator.report import aggregate, aggregate_table, render_html, report_json, timing_table
+from coordinator.report import (
+    aggregate,
+    aggregate_table,
+    comparison_table,
+    render_html,
+    report_json,
+    timing_table,
+)
 from coordinator.runner import get_run, list_runs, start
 from coordinator.specs import builtin_workflows
 from coordinator.stack import LocalStack
@@ -193,6 +200,8 @@ def run(
     idempotency_key: Annotated[str | None, typer.Option(help="Starting twice with one key gives one run.")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the run and print its results.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 300.0,
+    collapse: Annotated[bool, typer.Option(help="Run the whole workflow as one model call.")] = False,
+    compare: Annotated[bool, typer.Option(help="Run it both ways and compare latency, tokens and cost.")] = False,
 ) -> None:
     """Start a workflow run and print its id."""
     settings = _settings()
@@ -200,7 +209,13 @@ def run(
         payload: Any = json.loads(input)
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--input is not valid JSON: {exc}") from None
-    handle = start(workflow, input=payload, idempotency_key=idempotency_key, settings=settings)
+    if compare:
+        runs = [start(workflow, input=payload, collapse=c, settings=settings) for c in (False, True)]
+        for handle in runs:
+            handle.wait(timeout=timeout)
+        console.print(comparison_table([(h.status(), h.timings()) for h in runs]))
+        return
+    handle = start(workflow, input=payload, idempotency_key=idempotency_key, collapse=collapse, settings=settings)
     console.print(handle.id)
     if wait:
         console.print_json(json.dumps(handle.wait(timeout=timeout)))

@@ -30,6 +30,10 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], StepPlan] | 
     ``defaults(agent)`` gives the role's (else the settings') retry policy and time limits; a
     step's own values win. Resolving them here, once, means every worker applies the same ones.
     """
+    branches: dict[str, set[str]] = {}
+    for step in workflow.steps:
+        for router, label in (step.when or {}).items():
+            branches.setdefault(router, set()).add(label)
     plans = {}
     for index, step in enumerate(workflow.steps):
         base = defaults(step.agent) if defaults else {"retry": RetryPolicy().model_dump()}
@@ -44,6 +48,11 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], StepPlan] | 
             or (step.time_limit_s * 0.9 if step.time_limit_s else base.get("soft_time_limit_s")),
             "on_failure": step.on_failure,
         }
+        if step.when:
+            plan["when"] = step.when
+        if step.name in branches:
+            # A router: its choice is checked against these before it is stored.
+            plan["branches"] = sorted(branches[step.name])
         if step.approval is not None:
             plan["approval"] = step.approval.model_dump(by_alias=True)
         plans[step.name] = json.dumps(plan)
@@ -58,11 +67,16 @@ def skipped_steps(plan: dict[str, StepPlan], decisions: dict[str, str]) -> set[s
     """Steps that will never run, given the gates decided so far (``decisions``: step -> state).
 
     Behind an approved gate its ``on_reject`` branch is skipped; behind a rejected gate with an
-    ``on_reject`` branch, everything but that branch is skipped. Skipping is transitive.
+    ``on_reject`` branch, everything but that branch is skipped; a step with ``when`` is skipped
+    when its router chose another branch. Skipping is transitive.
     """
     order = TopologicalSorter({name: step["after"] for name, step in plan.items()}).static_order()
     skipped: set[str] = set()
     for name in order:
+        for router, label in (plan[name].get("when") or {}).items():
+            chosen = decisions.get(router, "")
+            if chosen.startswith("route:") and chosen != f"route:{label}":
+                skipped.add(name)
         for dep in plan[name]["after"]:
             gate = plan[dep].get("approval")
             decided = decisions.get(dep)

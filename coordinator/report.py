@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -53,6 +54,28 @@ def timing_table(status: RunStatus, timings: RunTimings) -> Table:
         f"re-injected {timings.reinjected_tokens} | cost ${timings.cost:.6f} | broker messages "
         f"{timings.broker_messages}"
     )
+    return table
+
+
+def comparison_table(runs: list[tuple[RunStatus, RunTimings]]) -> Table:
+    """Runs side by side (a workflow and its single-model collapse): latency, tokens, cost."""
+    table = Table(title="orchestrated vs single-model")
+    table.add_column("measure")
+    for status, _ in runs:
+        table.add_column(f"{status.workflow} ({status.id[:8]})", justify="right")
+    rows: list[tuple[str, Callable[[RunTimings, RunStatus], str]]] = [
+        ("state", lambda t, s: s.state),
+        ("latency ms", lambda t, s: _ms(t.wall_s)),
+        ("coordination overhead ms", lambda t, s: _ms(t.overhead_s)),
+        ("model calls' time ms", lambda t, s: _ms(sum(step.model_s or 0.0 for step in t.steps))),
+        ("prompt tokens", lambda t, s: str(t.prompt_tokens)),
+        ("completion tokens", lambda t, s: str(t.completion_tokens)),
+        ("re-injected tokens", lambda t, s: str(t.reinjected_tokens)),
+        ("cost $", lambda t, s: f"{t.cost:.6f}"),
+        ("broker messages", lambda t, s: str(t.broker_messages)),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *(cell(timings, status) for status, timings in runs))
     return table
 
 

@@ -20,7 +20,7 @@ from coordinator.checkpoints import ApprovalView, approval_id, get_approval
 from coordinator.compile import skipped_steps, step_plans, step_task_id
 from coordinator.dispatch import dispatch_ready
 from coordinator.operator import abort_run, retry_step, skip_step
-from coordinator.specs import Workflow, resolve_workflow
+from coordinator.specs import Step, Workflow, resolve_workflow
 from coordinator.timing import RunTimings, compute_timings
 from proj.celery import app, current_settings
 from proj.errors import (
@@ -138,7 +138,7 @@ class Run:
     def approvals(self) -> list[ApprovalView]:
         """This run's approvals (pending and decided), in step order."""
         settings = self._registry.settings
-        gates = self._registry.snapshot(self.id).approvals
+        gates = self._registry.snapshot(self.id).gates
         return [
             get_approval(self._registry, settings, approval_id(self.id, step)) for step in self.plan() if step in gates
         ]
@@ -155,7 +155,7 @@ class Run:
     def _pending_id(self, step: str | None) -> str:
         if step is not None:
             return approval_id(self.id, step)
-        gates = self._registry.snapshot(self.id).approvals
+        gates = self._registry.snapshot(self.id).gates
         pending = [s for s, state in gates.items() if state == "pending"]
         if not pending and len(gates) == 1:
             # The only gate, already decided or closed: resume() then says which decision won.
@@ -213,16 +213,21 @@ def start(
     input: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     *,
+    collapse: bool = False,
     settings: Settings | None = None,
 ) -> Run:
     """Validate ``workflow`` and its input, create the run and dispatch its first steps.
 
     With an ``idempotency_key`` already used, returns that run and dispatches nothing new.
+    ``collapse=True`` runs the whole workflow as one model call instead (the single-model
+    baseline the orchestration tax is measured against).
     """
     settings = settings or current_settings()
     wf = resolve_workflow(workflow) if isinstance(workflow, str) else workflow
     agents.load_agent_modules(settings.agent_modules)
     wf.check_agents(agents.known_roles())
+    if collapse:
+        wf = collapsed_workflow(wf)
     input_json = _input_json(input)
     registry = _registry(settings)
     run_id = uuid.uuid4().hex[:20]
@@ -240,6 +245,18 @@ def start(
         # between creating the run and sending its first tasks.
         dispatch_ready(registry, run_id)
     return Run(run_id, registry)
+
+
+def collapsed_workflow(workflow: Workflow) -> Workflow:
+    """``workflow`` as one step of the ``collapsed`` role (gates cannot be collapsed)."""
+    steps = [
+        {"name": s.name, "agent": s.agent, "after": s.after, "params": s.params} for s in workflow.steps if s.agent
+    ]
+    return Workflow(
+        name=f"{workflow.name}__collapsed",
+        description=f"{workflow.name} as a single model call",
+        steps=[Step(name="all", agent="collapsed", params={"steps": steps})],
+    )
 
 
 def _input_json(value: dict[str, Any] | None) -> str:

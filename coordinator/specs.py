@@ -35,6 +35,7 @@ from proj.errors import (
     UnknownAgentError,
     UnknownDependencyError,
     UnknownWorkflowError,
+    WorkflowSpecError,
 )
 from proj.policy import RetryPolicy
 
@@ -89,6 +90,11 @@ class Step(BaseModel):
     retry: RetryPolicy | None = Field(default=None, description="Overrides the role's and the default policy.")
     time_limit_s: float | None = Field(default=None, gt=0, description="Hard limit: the process is killed.")
     soft_time_limit_s: float | None = Field(default=None, gt=0, description="Soft limit: a retryable error.")
+    when: dict[str, str] | None = Field(
+        default=None,
+        description='Run only on a router\'s branch: {"route": "bug"} runs this step if the step `route` '
+        "(a dependency) chose `bug`; otherwise it is skipped.",
+    )
     on_failure: Literal["escalate", "escalate_to_approval"] = Field(
         default="escalate",
         description="When the step will not be retried: wait for an operator (needs_attention), or ask a "
@@ -131,6 +137,11 @@ class Workflow(BaseModel):
         for step in self.steps:
             if step.approval is not None:
                 _check_gate(self, step.name, step.approval)
+            for router in step.when or {}:
+                if router not in step.after:
+                    raise WorkflowSpecError(
+                        f"step {step.name!r} has `when` on {router!r}, which must also be in its `after`"
+                    )
         return self
 
     def dependencies(self) -> dict[str, list[str]]:

@@ -193,7 +193,12 @@ for i = 4, #ARGV, 2 do
   meta[ARGV[i]] = ARGV[i + 1]
 end
 redis.call('XADD', events, '*', 'type', 'step_finished', 'step', step, 'at', at)
-local role = cjson.decode(redis.call('HGET', plan, step))['agent']
+local step_plan = cjson.decode(redis.call('HGET', plan, step))
+local role = step_plan['agent']
+if type(step_plan['branches']) == 'table' then
+  -- A router's choice, read by the coordinator to skip the branches not taken.
+  redis.call('HSET', approvals, step, 'route:' .. tostring(cjson.decode(ARGV[3])['route']))
+end
 count('steps_total|' .. role .. '|succeeded')
 local dispatched_at = redis.call('HGET', steps, step .. '.dispatched_at')
 local started_at = redis.call('HGET', steps, step .. '.started_at')

@@ -57,8 +57,14 @@ class RunSnapshot:
     plan: dict[str, dict[str, Any]]
     done: set[str]
     dispatched: set[str]
-    approvals: dict[str, str] = field(default_factory=dict)  # gate step -> approval state
+    # Decisions: gate step -> approval state, and router step -> "route:<branch>".
+    approvals: dict[str, str] = field(default_factory=dict)
     traceparent: str = ""  # the run's OpenTelemetry trace context, when tracing is on
+
+    @property
+    def gates(self) -> dict[str, str]:
+        """Approval gates only (without routers' choices)."""
+        return {step: state for step, state in self.approvals.items() if not state.startswith("route:")}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,70 @@
+"""Patterns from the field as workflow features: router branches, single-model collapse."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from coordinator import Step, Workflow, start
+from coordinator.demo import SAMPLE_DIFF
+from proj.errors import RunNeedsAttentionError, WorkflowSpecError
+from proj.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+ROUTES = {"bug": ["crash", "error"], "feature": ["add", "support"]}
+
+
+def routed(default: str = "bug") -> Workflow:
+    return Workflow(
+        name="routed",
+        steps=[
+            Step(name="route", agent="router", params={"routes": ROUTES, "default": default}),
+            Step(name="fix", agent="echo", after=["route"], when={"route": "bug"}),
+            Step(name="build", agent="echo", after=["route"], when={"route": "feature"}),
+            Step(name="close", agent="echo", after=["fix"]),
+        ],
+    )
+
+
+def test_router_runs_only_the_chosen_branch_with_the_original_input(client: redis.Redis) -> None:
+    run = start(routed(), input={"text": "please add support for yaml"})
+    results = run.wait(timeout=60)
+    assert results["route"]["route"] == "feature"
+    assert set(results) == {"route", "build"}
+    assert results["build"] == {"step": "build", "saw": ["route"], "input_keys": ["text"]}
+    steps = run.status().steps
+    assert steps["fix"].state == "skipped" and steps["close"].state == "skipped"
+    assert steps["fix"].body_runs == 0
+
+
+def test_router_choice_outside_the_declared_branches_is_an_error_not_a_fallthrough(client: redis.Redis) -> None:
+    run = start(routed(default="question"), input={"text": "hello there"})
+    with pytest.raises(
+        RunNeedsAttentionError, match="router chose 'question'; the workflow's branches are bug, feature"
+    ):
+        run.wait(timeout=60)
+    assert run.status().steps["build"].state == "pending"
+
+
+def test_when_must_name_a_dependency() -> None:
+    with pytest.raises(WorkflowSpecError, match="`when` on 'route', which must also be in its `after`"):
+        Workflow(
+            name="w", steps=[Step(name="route", agent="router"), Step(name="x", agent="echo", when={"route": "a"})]
+        )
+
+
+def test_collapsed_run_is_one_model_call_with_the_same_answers(settings: Settings, client: redis.Redis) -> None:
+    normal = start("code_review", input={"diff": SAMPLE_DIFF})
+    single = start("code_review", input={"diff": SAMPLE_DIFF}, collapse=True)
+    orchestrated, collapsed = normal.wait(timeout=60), single.wait(timeout=60)["all"]
+    assert collapsed == orchestrated  # the offline model is deterministic: same work, one call
+    t_normal, t_single = normal.timings(), single.timings()
+    assert [s.step for s in t_single.steps] == ["all"] and t_single.broker_messages == 2
+    assert t_normal.broker_messages == 7
+    assert t_single.reinjected_tokens == 0 < t_normal.reinjected_tokens
+    from tests.test_cli import agentchord
+
+    compared = agentchord(settings, "run", "code_review", "--input", '{"diff": "+print(1)"}', "--compare")
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "code_review__collapsed" in compared.stdout and "prompt tokens" in compared.stdout
