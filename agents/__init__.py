@@ -7,6 +7,7 @@ package registers them (and their Celery tasks ``agents.<role>``).
 from agents import collapsed, doc_generator, merger, reviewer, router, test_writer, validator
 from agents.base import AgentRole, agent, get_role, known_roles, load_agent_modules, role_defaults
 from agents.context import StepContext
+from agents.handoff import HandoffRecord, RejectedApproach, StepOutcome
 from agents.llm import ChatModel, Completion, Message, model_for, register_backend
 from agents.offline import OfflineModel, offline_skill
 
@@ -17,9 +18,12 @@ __all__ = [
     "AgentRole",
     "ChatModel",
     "Completion",
+    "HandoffRecord",
     "Message",
     "OfflineModel",
+    "RejectedApproach",
     "StepContext",
+    "StepOutcome",
     "agent",
     "get_role",
     "known_roles",

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from agents.handoff import HandoffRecord, RejectedApproach
 from agents.llm import ChatModel
 
 
@@ -26,7 +27,9 @@ class StepContext(BaseModel):
     dependencies: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
     attempt: int = Field(default=1, ge=1, description="1 on the first execution of the body, 2 on its retry, ...")
+    handoff: HandoffRecord | None = Field(default=None, description="The run's handoff record, if kept.")
     _model: ChatModel | None = PrivateAttr(default=None)
+    _handoff_patch: dict[str, Any] = PrivateAttr(default_factory=dict)
     _injected: list[str] = PrivateAttr(default_factory=list)
 
     def with_model(self, model: ChatModel, injected: list[str] | None = None) -> StepContext:
@@ -40,6 +43,31 @@ class StepContext(BaseModel):
         through :meth:`inject`, so the tokens they cost are counted as re-injected."""
         parts = [f"{json.dumps(k)}: {self.inject(v) if k in inject else json.dumps(v)}" for k, v in fields.items()]
         return "{" + ", ".join(parts) + "}"
+
+    def update_handoff(
+        self,
+        *,
+        hypothesis: str | None = None,
+        confidence: float | None = None,
+        next_action: str | None = None,
+        rejected: list[RejectedApproach] | None = None,
+        constraints: list[str] | None = None,
+    ) -> None:
+        """Extend the run's handoff record when this step's result is stored."""
+        for key, value in (("hypothesis", hypothesis), ("confidence", confidence), ("next_action", next_action)):
+            if value is not None:
+                self._handoff_patch[key] = value
+        if rejected:
+            self._handoff_patch.setdefault("rejected_approaches", []).extend(r.model_dump() for r in rejected)
+        if constraints:
+            self._handoff_patch.setdefault("constraints", []).extend(constraints)
+
+    def handoff_patch(self) -> dict[str, Any]:
+        return dict(self._handoff_patch)
+
+    def handoff_prompt(self) -> str:
+        """The handoff record as prompt text, counted as re-injected context."""
+        return self.inject(self.handoff.as_prompt()) if self.handoff else ""
 
     def inject(self, value: Any) -> str:
         """``value`` (usually a dependency's output) as JSON text for a prompt, counted as

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from agents.base import AgentRole
 from agents.context import StepContext
+from agents.handoff import HandoffRecord, StepOutcome, outcome_of
 from agents.llm import MeteredModel, UsageMeter, model_for
 from proj.celery import app, current_settings
 from proj.errors import PermanentError, StepFailedError
@@ -71,6 +72,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         dependencies=work.dependencies,
         params=work.plan.get("params", {}),
         attempt=work.attempt,
+        handoff=HandoffRecord.model_validate(work.handoff) if work.handoff is not None else None,
     ).with_model(MeteredModel(model_for(settings, role.name), meter), meter.injected)
 
     started = time.perf_counter()
@@ -100,8 +102,14 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
             "agentchord.reinjected_tokens": meter.reinjected_tokens,
         }
     )
+    handoff_patch = ""
+    if work.handoff is not None:
+        patch = context.handoff_patch()
+        done = StepOutcome(step=step, agent=role.name, outcome=outcome_of(json.loads(result_json)))
+        patch["steps_completed"] = [done.model_dump()]
+        handoff_patch = json.dumps(patch)
     with span("agentchord.registry.finish_step"):
-        _store(registry, run_id, step, token, result_json, body_s, meter, work, run_started)
+        _store(registry, run_id, step, token, result_json, body_s, meter, work, run_started, handoff_patch)
     for hook in AFTER_STORE_HOOKS:
         hook(context)
     return {"run_id": run_id, "step": step, "status": "succeeded"}
@@ -117,7 +125,9 @@ def _store(
     meter: UsageMeter,
     work: StepWork,
     run_started: float,
+    handoff_patch: str,
 ) -> None:
+    extra = {"handoff_patch": handoff_patch} if handoff_patch else {}
     registry.finish_step(
         run_id,
         step,
@@ -135,6 +145,7 @@ def _store(
             "context_bytes": work.context_bytes,
             # Monotonic time from claiming the step to storing its result (registry I/O included).
             "run_s": f"{time.perf_counter() - run_started:.6f}",
+            **extra,
         },
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 import agents
+from agents.handoff import HandoffRecord
 from coordinator.approvals import Decision, resume
 from coordinator.checkpoints import ApprovalView, approval_id, get_approval
 from coordinator.compile import skipped_steps, step_plans, step_task_id
@@ -69,6 +70,11 @@ class Run:
         if not record:
             raise RunNotFoundError(self.id)
         return record
+
+    def handoff(self) -> HandoffRecord | None:
+        """The run's handoff record (workflows with ``handoff: true``)."""
+        raw = self._record().get("handoff")
+        return HandoffRecord.model_validate_json(raw) if raw else None
 
     def plan(self) -> dict[str, dict[str, Any]]:
         return self._registry.snapshot(self.id).plan
@@ -238,7 +244,10 @@ def start(
             check_time_limit(limit, settings, f"the time limit of step {step!r}")
     traced = setup_tracing(settings)
     with span(f"agentchord.run {wf.name}", **{"agentchord.workflow": wf.name, "agentchord.run_id": run_id}):
-        created, run_id = registry.create_run(run_id, wf.name, wf.to_json(), input_json, plans, idempotency_key)
+        handoff = HandoffRecord.for_input(input or {}).model_dump_json() if wf.handoff else ""
+        created, run_id = registry.create_run(
+            run_id, wf.name, wf.to_json(), input_json, plans, idempotency_key, handoff
+        )
         if created and traced:
             registry.client.hset(registry.run_keys(run_id).run, "traceparent", current_traceparent())
         # Also on a repeated key: re-dispatching is idempotent and heals a start that crashed

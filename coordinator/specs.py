@@ -117,6 +117,7 @@ class Workflow(BaseModel):
 
     name: str = Field(pattern=_NAME)
     description: str = ""
+    handoff: bool = Field(default=False, description="Keep a typed handoff record that agents read and extend.")
     steps: list[Step] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -29,6 +29,20 @@ local function observe(name, value)
   redis.call('HINCRBYFLOAT', metrics, name .. '|sum', value)
   redis.call('HINCRBY', metrics, name .. '|count', 1)
 end
+-- The run's handoff record: lists grow (parallel steps both append), other fields are replaced.
+local function merge_handoff(patch_json)
+  local current = redis.call('HGET', run, 'handoff')
+  if not current then return end
+  local record, patch = cjson.decode(current), cjson.decode(patch_json)
+  for key, value in pairs(patch) do
+    if key == 'steps_completed' or key == 'rejected_approaches' or key == 'constraints' then
+      for _, item in ipairs(value) do table.insert(record[key], item) end
+    else
+      record[key] = value
+    end
+  end
+  redis.call('HSET', run, 'handoff', cjson.encode(record))
+end
 local function count(name, by)
   redis.call('HINCRBYFLOAT', metrics, name, by or 1)
 end
@@ -84,7 +98,8 @@ end
 """
 
 # KEYS: base..., idempotency key, runs index
-# ARGV: run_id, workflow, spec, input, use_idem ('1'|'0'), prune_before, step, plan_json, ...
+# ARGV: run_id, workflow, spec, input, use_idem ('1'|'0'), prune_before, handoff_json ('' = none),
+#       step, plan_json, ...
 START = (
     _PRELUDE
     + """
@@ -98,7 +113,8 @@ local at = now()
 redis.call('HSET', run, 'id', ARGV[1], 'workflow', ARGV[2], 'spec', ARGV[3], 'input', ARGV[4],
   'state', 'running', 'created_at', at)
 if ARGV[5] == '1' then redis.call('HSET', run, 'idempotency_key_ref', idem) end
-for i = 7, #ARGV, 2 do redis.call('HSET', plan, ARGV[i], ARGV[i + 1]) end
+if ARGV[7] ~= '' then redis.call('HSET', run, 'handoff', ARGV[7]) end
+for i = 8, #ARGV, 2 do redis.call('HSET', plan, ARGV[i], ARGV[i + 1]) end
 redis.call('XADD', events, '*', 'type', 'run_started', 'at', at)
 redis.call('ZREMRANGEBYSCORE', index, '-inf', ARGV[6])
 redis.call('ZADD', index, at, ARGV[1])
@@ -163,7 +179,8 @@ redis.call('HINCRBY', steps, step .. '.body_runs', 1)
 redis.call('XADD', events, '*', 'type', 'step_started', 'step', step, 'at', at, 'worker', ARGV[4],
   'attempt', tostring(attempts + 1))
 touch(at)
-local out = {'run', step_plan, redis.call('HGET', run, 'input'), tostring(attempts + 1)}
+local out = {'run', step_plan, redis.call('HGET', run, 'input'), tostring(attempts + 1),
+  redis.call('HGET', run, 'handoff') or ''}
 for _, dep in ipairs(decoded['after']) do
   table.insert(out, dep)
   table.insert(out, redis.call('HGET', results, dep))
@@ -189,8 +206,12 @@ redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'succeed
   step .. '.result_bytes', string.len(ARGV[3]))
 local meta = {}
 for i = 4, #ARGV, 2 do
-  redis.call('HSET', steps, step .. '.' .. ARGV[i], ARGV[i + 1])
-  meta[ARGV[i]] = ARGV[i + 1]
+  if ARGV[i] == 'handoff_patch' then
+    merge_handoff(ARGV[i + 1])
+  else
+    redis.call('HSET', steps, step .. '.' .. ARGV[i], ARGV[i + 1])
+    meta[ARGV[i]] = ARGV[i + 1]
+  end
 end
 redis.call('XADD', events, '*', 'type', 'step_finished', 'step', step, 'at', at)
 local step_plan = cjson.decode(redis.call('HGET', plan, step))

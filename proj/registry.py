@@ -32,6 +32,7 @@ class StepWork:
     dependencies: dict[str, Any]
     context_bytes: int
     attempt: int
+    handoff: dict[str, Any] | None = None  # the run's handoff record, when the workflow keeps one
 
 
 @dataclass(frozen=True)
@@ -133,12 +134,13 @@ class Registry:
         input_json: str,
         plan: dict[str, str],
         idempotency_key: str | None,
+        handoff_json: str = "",
     ) -> tuple[bool, str]:
         """Create a run; with an idempotency key already used, return ``(False, that run id)``."""
         idem_key = self.keys.idempotency(idempotency_key or run_id)
         prune_before = time.time() - self.settings.finished_run_ttl_s
         args: list[Any] = [run_id, workflow, spec_json, input_json, "1" if idempotency_key else "0"]
-        args.append(f"{prune_before:.6f}")
+        args += [f"{prune_before:.6f}", handoff_json]
         for step, step_plan in plan.items():
             args += [step, step_plan]
         created, existing = self._start(keys=[*self._base(run_id), idem_key, self.keys.runs_index], args=args)
@@ -189,10 +191,17 @@ class Registry:
             return BeginOutcome("exhausted", attempts=int(reply[1]), last_error=reply[2], plan=plan)
         if status != "run":
             return BeginOutcome(status)
-        step_plan_raw, input_raw, attempt, *pairs = reply[1:]
+        step_plan_raw, input_raw, attempt, handoff_raw, *pairs = reply[1:]
         dependencies = {pairs[i]: json.loads(pairs[i + 1]) for i in range(0, len(pairs), 2)}
         context_bytes = len(input_raw) + sum(len(pairs[i + 1]) for i in range(0, len(pairs), 2))
-        work = StepWork(json.loads(step_plan_raw), json.loads(input_raw), dependencies, context_bytes, int(attempt))
+        work = StepWork(
+            json.loads(step_plan_raw),
+            json.loads(input_raw),
+            dependencies,
+            context_bytes,
+            int(attempt),
+            json.loads(handoff_raw) if handoff_raw else None,
+        )
         return BeginOutcome("run", work=work, began_monotonic=began)
 
     def mark_received(self, run_id: str, step: str, at: float) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from agents import Message, StepContext, agent
+from agents import Message, RejectedApproach, StepContext, agent
 from agents.runtime import AFTER_STORE_HOOKS
 from proj.errors import TransientError
 
@@ -88,3 +88,27 @@ def reviewer_llm(ctx: StepContext) -> Any:
     from agents.reviewer import review
 
     return review(ctx)
+
+
+@agent("hypothesizer")
+def hypothesizer(ctx: StepContext) -> dict[str, Any]:
+    """Extends the handoff record: a hypothesis, a rejected approach, a next action."""
+    ctx.update_handoff(
+        hypothesis="the cache key omits the tenant",
+        confidence=0.7,
+        next_action="write a failing test",
+        rejected=[RejectedApproach(approach="raise the TTL", why="hides the bug")],
+    )
+    return {"summary": "found a likely cause"}
+
+
+@agent("handoff_reader")
+def handoff_reader(ctx: StepContext) -> dict[str, Any]:
+    """Reports the handoff record it was given and puts it in a prompt."""
+    ctx.model.complete([Message.user(ctx.handoff_prompt())], task="handoff_reader")
+    record = ctx.handoff
+    return {
+        "summary": f"read by {ctx.step}",
+        "completed": [o.step for o in record.steps_completed] if record else None,
+        "hypothesis": record.hypothesis if record else None,
+    }

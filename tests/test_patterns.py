@@ -68,3 +68,33 @@ def test_collapsed_run_is_one_model_call_with_the_same_answers(settings: Setting
     compared = agentchord(settings, "run", "code_review", "--input", '{"diff": "+print(1)"}', "--compare")
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert "code_review__collapsed" in compared.stdout and "prompt tokens" in compared.stdout
+
+
+def test_handoff_record_is_read_and_extended_by_each_step(client: redis.Redis) -> None:
+    wf = Workflow(
+        name="handoff",
+        handoff=True,
+        steps=[
+            Step(name="investigate", agent="hypothesizer"),
+            Step(name="left", agent="handoff_reader", after=["investigate"]),
+            Step(name="right", agent="handoff_reader", after=["investigate"]),
+            Step(name="wrap", agent="handoff_reader", after=["left", "right"]),
+        ],
+    )
+    run = start(wf, input={"request": "users see each other's carts", "constraints": ["no downtime"]})
+    results = run.wait(timeout=60)
+    assert results["left"]["completed"] == ["investigate"]
+    assert results["left"]["hypothesis"] == "the cache key omits the tenant"
+    assert sorted(results["wrap"]["completed"]) == ["investigate", "left", "right"]
+    record = run.handoff()
+    assert record is not None
+    assert record.original_request == "users see each other's carts" and record.constraints == ["no downtime"]
+    assert record.steps_completed[0].step == "investigate" and len(record.steps_completed) == 4
+    assert record.rejected_approaches[0].why == "hides the bug" and record.confidence == 0.7
+    # The record went into the prompts, counted as re-injected context.
+    assert all(s.reinjected_tokens > 0 for s in run.timings().steps if s.step != "investigate")
+
+
+def test_workflows_without_a_handoff_record_have_none(client: redis.Redis) -> None:
+    run = start(Workflow(name="plain", steps=[Step(name="a", agent="handoff_reader")]), input={})
+    assert run.wait(timeout=60)["a"]["completed"] is None and run.handoff() is None
