@@ -41,7 +41,11 @@ class StepContext(BaseModel):
     def json_prompt(self, fields: dict[str, Any], inject: tuple[str, ...] = ()) -> str:
         """A JSON object for a prompt; the ``inject`` fields (earlier steps' outputs) go in
         through :meth:`inject`, so the tokens they cost are counted as re-injected."""
-        parts = [f"{json.dumps(k)}: {self.inject(v) if k in inject else json.dumps(v)}" for k, v in fields.items()]
+        # Injected values are JSON-encoded first (a string too), so the prompt stays valid JSON.
+        parts = [
+            f"{json.dumps(k)}: {self.inject(json.dumps(v, sort_keys=True)) if k in inject else json.dumps(v)}"
+            for k, v in fields.items()
+        ]
         return "{" + ", ".join(parts) + "}"
 
     def update_handoff(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class StepOutcome(BaseModel):
@@ -33,6 +33,12 @@ class HandoffRecord(BaseModel):
     confidence: float | None = Field(default=None, ge=0, le=1)
     next_action: str = ""
     constraints: list[str] = Field(default_factory=list)
+
+    @field_validator("steps_completed", "rejected_approaches", "constraints", mode="before")
+    @classmethod
+    def _empty_list(cls, value: Any) -> Any:
+        # Redis' Lua cjson encodes an empty list as {} after the merge script touched it.
+        return [] if value == {} else value
 
     @classmethod
     def for_input(cls, value: dict[str, Any]) -> HandoffRecord:

@@ -64,20 +64,21 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
 
     work = outcome.work
     meter = UsageMeter()
-    context = StepContext(
-        run_id=run_id,
-        step=step,
-        agent=role.name,
-        input=work.input,
-        dependencies=work.dependencies,
-        params=work.plan.get("params", {}),
-        attempt=work.attempt,
-        handoff=HandoffRecord.model_validate(work.handoff) if work.handoff is not None else None,
-    ).with_model(MeteredModel(model_for(settings, role.name), meter), meter.injected)
-
     started = time.perf_counter()
     run_started = outcome.began_monotonic
     try:
+        # Building the context can fail too (a bad handoff record, an unknown backend): that must
+        # escalate like a failing body, never leave the step claimed and silent.
+        context = StepContext(
+            run_id=run_id,
+            step=step,
+            agent=role.name,
+            input=work.input,
+            dependencies=work.dependencies,
+            params=work.plan.get("params", {}),
+            attempt=work.attempt,
+            handoff=HandoffRecord.model_validate(work.handoff) if work.handoff is not None else None,
+        ).with_model(MeteredModel(model_for(settings, role.name), meter), meter.injected)
         with LeaseKeeper(registry, run_id, step, token):
             output = role.function(context)
             result_json = _to_json(output)

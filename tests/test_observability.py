@@ -129,13 +129,14 @@ def test_one_trace_per_run_across_workers_with_model_and_registry_spans(
         return [s for s in spans if s.trace_id in traces]
 
     def complete() -> list[SpanRecord] | None:
+        # Spans arrive in batches from several processes, children before their parents: wait
+        # until every step span and every model call's parent has been exported.
         spans = spans_of_run()
-        steps = {s.attributes.get("agentchord.step") for s in spans}
-        return (
-            spans
-            if {"review", "merge"} <= steps and sum(s.name == "agentchord.model_call" for s in spans) >= 2
-            else None
-        )
+        ids = {s.span_id for s in spans}
+        steps = {s.attributes.get("agentchord.step") for s in spans if s.name.startswith("run/agents.")}
+        calls = [s for s in spans if s.name == "agentchord.model_call"]
+        ready = {"review", "merge"} <= steps and len(calls) >= 2 and all(c.parent_id in ids for c in calls)
+        return spans if ready and any(s.name == "agentchord.run traced" for s in spans) else None
 
     spans = wait_for(complete, timeout_s=30)
     assert len({s.trace_id for s in spans}) == 1, "the run is split over several traces"
