@@ -28,6 +28,9 @@ class StepContext(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     attempt: int = Field(default=1, ge=1, description="1 on the first execution of the body, 2 on its retry, ...")
     handoff: HandoffRecord | None = Field(default=None, description="The run's handoff record, if kept.")
+    feedback: list[str] = Field(
+        default_factory=list, description="The validator's issues with this step's last candidate (a retry round)."
+    )
     _model: ChatModel | None = PrivateAttr(default=None)
     _handoff_patch: dict[str, Any] = PrivateAttr(default_factory=dict)
     _injected: list[str] = PrivateAttr(default_factory=list)

@@ -46,5 +46,9 @@ def route(ctx: StepContext) -> RouteOutput:
     """Route ``input.text`` (or the whole input) to one of ``params.routes``."""
     text = ctx.input.get("text") or json.dumps(ctx.input)
     context = {"text": text, "routes": ctx.params.get("routes", {}), "default": ctx.params.get("default")}
-    reply = ctx.model.complete([Message.system(PROMPT), Message.user(json.dumps(context))], task="router")
+    reply = ctx.model.complete(
+        [Message.system(PROMPT), Message.user(json.dumps(context))],
+        task="router",
+        json_schema=RouteOutput.model_json_schema(),
+    )
     return RouteOutput.model_validate_json(reply.text)

@@ -30,6 +30,7 @@ from agents.llm import MeteredModel, UsageMeter, model_for
 from proj.celery import app, current_settings
 from proj.errors import PermanentError, StepFailedError
 from proj.policy import RetryPolicy, is_transient
+from proj.queues import ADVANCE_TASK
 from proj.registry import Registry, StepWork, registry_for
 from proj.tracing import annotate, span
 
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 # How often a second copy of a step re-checks while the first holds the lease.
 _BUSY_POLL_MAX_S = 2.0
 ESCALATE_TO_APPROVAL_TASK = "coordinator.escalate_to_approval"
+VALIDATE_TASK = "coordinator.validate_candidate"
+RERUN_TASK = "coordinator.rerun_step"
 
 
 def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[str, Any]:
@@ -69,15 +72,17 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
     try:
         # Building the context can fail too (a bad handoff record, an unknown backend): that must
         # escalate like a failing body, never leave the step claimed and silent.
+        dependencies, feedback = _validation_inputs(registry, run_id, step, work.plan, work.dependencies)
         context = StepContext(
             run_id=run_id,
             step=step,
             agent=role.name,
             input=work.input,
-            dependencies=work.dependencies,
+            dependencies=dependencies,
             params=work.plan.get("params", {}),
             attempt=work.attempt,
             handoff=HandoffRecord.model_validate(work.handoff) if work.handoff is not None else None,
+            feedback=feedback,
         ).with_model(MeteredModel(model_for(settings, role.name), meter), meter.injected)
         with LeaseKeeper(registry, run_id, step, token):
             output = role.function(context)
@@ -94,6 +99,10 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         give_up(registry, run_id, step, token, error, traceback.format_exc(), work.attempt, work.plan)
         raise StepFailedError(run_id, step, error) from exc
     body_s = time.perf_counter() - started
+
+    if work.plan.get("validates") or _needs_validation(work.plan, result_json):
+        metadata = _metadata(body_s, meter, work, run_started)
+        return _validation_turn(registry, run_id, step, work.plan, result_json, metadata)
 
     annotate(
         **{
@@ -129,31 +138,79 @@ def _store(
     handoff_patch: str,
 ) -> None:
     extra = {"handoff_patch": handoff_patch} if handoff_patch else {}
-    registry.finish_step(
-        run_id,
-        step,
-        token,
-        result_json,
-        {
-            "body_s": f"{body_s:.6f}",
-            "model_s": f"{meter.latency_s:.6f}",
-            "rate_limit_wait_s": f"{meter.rate_limit_wait_s:.6f}",
-            "model_calls": meter.calls,
-            "prompt_tokens": meter.prompt_tokens,
-            "completion_tokens": meter.completion_tokens,
-            "reinjected_tokens": meter.reinjected_tokens,
-            "model": meter.model,
-            "context_bytes": work.context_bytes,
-            # Monotonic time from claiming the step to storing its result (registry I/O included).
-            "run_s": f"{time.perf_counter() - run_started:.6f}",
-            **extra,
-        },
-    )
+    registry.finish_step(run_id, step, token, result_json, {**_metadata(body_s, meter, work, run_started), **extra})
 
 
 # Called with the step's context after its result is stored, before the task returns (and so
 # before the next hop is sent): instrumentation, and the fault-injection tests' crash point.
 AFTER_STORE_HOOKS: list[Callable[[StepContext], None]] = []
+
+
+def _validation_inputs(
+    registry: Registry, run_id: str, step: str, plan: dict[str, Any], dependencies: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """A validator step sees the candidate it checks; a validated generator sees the last critique."""
+    if plan.get("validates"):
+        candidate, _, _ = registry.validation_state(run_id, plan["validates"])
+        return {plan["validates"]: json.loads(candidate) if candidate else None}, []
+    if plan.get("validation"):
+        return dependencies, registry.validation_state(run_id, step)[2]
+    return dependencies, []
+
+
+def _needs_validation(plan: dict[str, Any], result_json: str) -> bool:
+    """A validated step's output goes to its validator unless it is confident enough."""
+    validation = plan.get("validation")
+    if not validation:
+        return False
+    output = json.loads(result_json)
+    confidence = output.get("confidence") if isinstance(output, dict) else None
+    return not (isinstance(confidence, int | float) and confidence >= validation["threshold"])
+
+
+def _validation_turn(
+    registry: Registry, run_id: str, step: str, plan: dict[str, Any], result_json: str, metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The validator gate's loop: generator -> validator -> (PASS) result, or (FAIL) the generator
+    again with the critique, at most ``max_rounds`` times, then escalation."""
+    if not plan.get("validates"):
+        round_no = registry.hold_candidate(run_id, step, result_json, metadata)
+        app.send_task(VALIDATE_TASK, kwargs={"run_id": run_id, "step": step})
+        return {"run_id": run_id, "step": step, "status": "validating", "round": round_no}
+    target = plan["validates"]
+    verdict = json.loads(result_json)
+    target_plan = registry.snapshot(run_id).plan[target]
+    if verdict.get("verdict") == "PASS":
+        registry.promote_candidate(run_id, target, step, result_json)
+        app.send_task(ADVANCE_TASK, kwargs={"run_id": run_id})
+        return {"run_id": run_id, "step": step, "status": "passed"}
+    issues = [str(issue) for issue in verdict.get("issues", [])]
+    _, round_no, _ = registry.validation_state(run_id, target)
+    if round_no < target_plan["validation"]["max_rounds"]:
+        registry.next_round(run_id, target, step, issues)
+        app.send_task(RERUN_TASK, kwargs={"run_id": run_id, "step": target})
+        return {"run_id": run_id, "step": step, "status": "failed", "round": round_no}
+    error = f"validation failed after {round_no} round(s): {'; '.join(issues) or 'no issues given'}"
+    registry.release_claim(run_id, step)
+    exhausted = {**target_plan, "on_failure": target_plan["validation"]["on_exhausted"]}
+    give_up(registry, run_id, target, "*", error, "", round_no, exhausted)
+    return {"run_id": run_id, "step": step, "status": "exhausted"}
+
+
+def _metadata(body_s: float, meter: UsageMeter, work: StepWork, run_started: float) -> dict[str, Any]:
+    return {
+        "body_s": f"{body_s:.6f}",
+        "model_s": f"{meter.latency_s:.6f}",
+        "rate_limit_wait_s": f"{meter.rate_limit_wait_s:.6f}",
+        "model_calls": meter.calls,
+        "prompt_tokens": meter.prompt_tokens,
+        "completion_tokens": meter.completion_tokens,
+        "reinjected_tokens": meter.reinjected_tokens,
+        "model": meter.model,
+        "context_bytes": work.context_bytes,
+        # Monotonic time from claiming the step to storing its result (registry I/O included).
+        "run_s": f"{time.perf_counter() - run_started:.6f}",
+    }
 
 
 def give_up(

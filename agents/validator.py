@@ -50,5 +50,9 @@ def validate(ctx: StepContext) -> ValidationOutput:
         "min_confidence": ctx.params.get("min_confidence", 0.0),
     }
     prompt = ctx.json_prompt(context, inject=("outputs",))
-    reply = ctx.model.complete([Message.system(PROMPT), Message.user(prompt)], task="validator")
+    reply = ctx.model.complete(
+        [Message.system(PROMPT), Message.user(prompt)],
+        task="validator",
+        json_schema=ValidationOutput.model_json_schema(),
+    )
     return ValidationOutput.model_validate_json(reply.text)

@@ -6,6 +6,7 @@ from coordinator.runner import Run, RunStatus, StepStatus, get_run, list_runs, s
 from coordinator.specs import (
     Approval,
     Step,
+    Validate,
     Workflow,
     builtin_workflow,
     builtin_workflows,
@@ -24,6 +25,7 @@ __all__ = [
     "Step",
     "StepStatus",
     "StepTiming",
+    "Validate",
     "Workflow",
     "builtin_workflow",
     "builtin_workflows",

@@ -7,6 +7,7 @@
   is retried later or escalated.
 - ``coordinator.escalate_to_approval``: a failed step handed to a human approval.
 - ``coordinator.watchdog``: re-drives stalled runs from the registry (celery beat).
+- ``coordinator.validate_candidate`` / ``coordinator.rerun_step``: a validator gate's loop.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from celery.signals import worker_ready
 from agents.runtime import give_up
 from coordinator.approvals import sweep_deadlines
 from coordinator.checkpoints import park_failure
-from coordinator.compile import canvas_for
+from coordinator.compile import agent_signature, canvas_for
 from coordinator.dispatch import dispatch_ready
 from coordinator.notify import TransientDeliveryError, deliver, redact
 from coordinator.watchdog import sweep_stalled
@@ -127,3 +128,25 @@ def warn_about_eviction(**_kwargs: Any) -> None:
             "and idempotency keys, and work will be lost; set it to 'noeviction'",
             policy,
         )
+
+
+@app.task(name="coordinator.validate_candidate", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
+def validate_candidate(run_id: str, step: str) -> str:
+    """Send a validated step's candidate to its validator, on the validator role's queue."""
+    registry = registry_for(current_settings())
+    plan = registry.snapshot(run_id).plan
+    check: str = plan[step]["validation"]["check_step"]
+    _, round_no, _ = registry.validation_state(run_id, step)
+    agent_signature(app, run_id, check, plan).set(task_id=f"{run_id}.{check}.r{round_no}").apply_async()
+    return check
+
+
+@app.task(name="coordinator.rerun_step", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
+def rerun_step(run_id: str, step: str) -> None:
+    """Run a validated step again (a new round, with the validator's critique)."""
+    registry = registry_for(current_settings())
+    plan = registry.snapshot(run_id).plan
+    _, round_no, _ = registry.validation_state(run_id, step)
+    canvas = canvas_for(app, run_id, [step], plan)
+    canvas.tasks[0].set(task_id=f"{run_id}.{step}.r{round_no}")
+    canvas.apply_async()

@@ -55,8 +55,38 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], StepPlan] | 
             plan["branches"] = sorted(branches[step.name])
         if step.approval is not None:
             plan["approval"] = step.approval.model_dump(by_alias=True)
+        if step.validation is not None:
+            check = check_step_name(step.name)
+            plan["validation"] = {**step.validation.model_dump(), "check_step": check}
+            # The validator runs as a step of its own (its own queue), never dispatched by readiness:
+            # the generator hands it each candidate.
+            plans[check] = json.dumps(
+                {
+                    "agent": step.validation.agent,
+                    "after": [],
+                    "params": step.validation.params,
+                    "index": index,
+                    "retry": defaults(step.validation.agent)["retry"] if defaults else RetryPolicy().model_dump(),
+                    "validates": step.name,
+                    "on_failure": "escalate",
+                }
+            )
         plans[step.name] = json.dumps(plan)
     return plans
+
+
+def check_step_name(step: str) -> str:
+    """The validator step of a validated step (``~`` cannot appear in a step name)."""
+    return f"{step}~validate"
+
+
+def is_check(plan: StepPlan) -> bool:
+    return bool(plan.get("validates"))
+
+
+def real_steps(plan: dict[str, StepPlan]) -> set[str]:
+    """The workflow's own steps (without validator steps), which a run must finish."""
+    return {name for name, step in plan.items() if not is_check(step)}
 
 
 def is_gate(plan: StepPlan) -> bool:
@@ -96,7 +126,10 @@ def ready_steps(
     return [
         name
         for name, step in plan.items()
-        if name not in dispatched and name not in skipped and all(dep in done for dep in step["after"])
+        if name not in dispatched
+        and name not in skipped
+        and not is_check(step)
+        and all(dep in done for dep in step["after"])
     ]
 
 

@@ -8,7 +8,7 @@ once, atomically, in the registry.
 from __future__ import annotations
 
 from coordinator.checkpoints import park_gate
-from coordinator.compile import canvas_for, is_gate, join_groups, ready_steps, skipped_steps
+from coordinator.compile import canvas_for, is_gate, join_groups, ready_steps, real_steps, skipped_steps
 from coordinator.metrics import record_finished_run
 from proj.celery import app
 from proj.registry import Registry
@@ -22,7 +22,7 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
     if snapshot.state not in ("running", "waiting_approval"):
         return []
     skipped = skipped_steps(snapshot.plan, snapshot.approvals)
-    if snapshot.plan and snapshot.done | skipped >= set(snapshot.plan):
+    if snapshot.plan and snapshot.done | skipped >= real_steps(snapshot.plan):
         if registry.finish_run(run_id, "succeeded"):
             record_finished_run(registry, run_id)
         return []

@@ -75,10 +75,24 @@ class Approval(BaseModel):
         return value
 
 
+class Validate(BaseModel):
+    """A validator gate on a generator step: below ``threshold`` confidence, a validator critiques
+    the output (PASS/FAIL + issues); on FAIL the generator runs again with the critique, at most
+    ``max_rounds`` times, then the step escalates (to an operator, or to a human approval)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent: str = Field(default="validator", min_length=1)
+    threshold: float = Field(default=0.85, ge=0, le=1)
+    max_rounds: int = Field(default=3, ge=1, le=10, description="Generator runs at most, the loop's guard.")
+    params: dict[str, JsonValue] = Field(default_factory=dict, description="The validator's params.")
+    on_exhausted: Literal["escalate", "escalate_to_approval"] = "escalate"
+
+
 class Step(BaseModel):
     """One step: an agent role (or an approval gate) run once the steps in ``after`` succeeded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str = Field(pattern=_NAME)
     agent: str | None = Field(default=None, min_length=1)
@@ -90,6 +104,9 @@ class Step(BaseModel):
     retry: RetryPolicy | None = Field(default=None, description="Overrides the role's and the default policy.")
     time_limit_s: float | None = Field(default=None, gt=0, description="Hard limit: the process is killed.")
     soft_time_limit_s: float | None = Field(default=None, gt=0, description="Soft limit: a retryable error.")
+    validation: Validate | None = Field(
+        default=None, alias="validate", description="A validator gate with a critique loop on this step's output."
+    )
     when: dict[str, str] | None = Field(
         default=None,
         description='Run only on a router\'s branch: {"route": "bug"} runs this step if the step `route` '
@@ -156,6 +173,8 @@ class Workflow(BaseModel):
         for step in self.steps:
             if step.agent is not None and step.agent not in known:
                 raise UnknownAgentError(step.agent, step.name, known)
+            if step.validation is not None and step.validation.agent not in known:
+                raise UnknownAgentError(step.validation.agent, f"{step.name} (validate)", known)
 
     def to_json(self) -> str:
         return self.model_dump_json()

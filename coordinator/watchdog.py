@@ -34,7 +34,8 @@ def redrive(registry: Registry, run_id: str) -> list[str]:
         if step in snapshot.dispatched
         and step not in snapshot.done
         and not is_gate(snapshot.plan[step])
-        and records.get(step, {}).get("state") != "failed"
+        # Failed steps wait for an operator; a validating step waits for its validator.
+        and records.get(step, {}).get("state") not in ("failed", "validating")
         and registry.claim_holder(run_id, step) is None
     ]
     for step in orphans:

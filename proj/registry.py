@@ -322,6 +322,62 @@ class Registry:
         """The replay store: True the first time an inbound webhook-id is seen within ``ttl_s``."""
         return bool(self.client.set(self.keys.webhook_seen(webhook_id), "1", nx=True, ex=ttl_s))
 
+    # -- validator gates ---------------------------------------------------------------------
+
+    def hold_candidate(self, run_id: str, step: str, result_json: str, metadata: dict[str, Any]) -> int:
+        """Keep a low-confidence output as the step's candidate (not its result); returns the round."""
+        rk = self.run_keys(run_id)
+        round_no = int(self.client.hget(rk.steps, f"{step}.round") or 1)
+        fields = {f"{step}.{k}": v for k, v in metadata.items()}
+        fields |= {f"{step}.candidate": result_json, f"{step}.state": "validating", f"{step}.round": round_no}
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(rk.steps, mapping=fields)
+            pipe.delete(rk.claim(step))
+            pipe.xadd(rk.events, {"type": "validation_requested", "step": step, "round": str(round_no),
+                                  "at": f"{self.server_time():.6f}"})  # fmt: skip
+            pipe.execute()
+        return round_no
+
+    def validation_state(self, run_id: str, step: str) -> tuple[str | None, int, list[str]]:
+        """(candidate JSON, round, the last critique's issues) of a validated step."""
+        candidate, round_no, feedback = self.client.hmget(
+            self.run_keys(run_id).steps, [f"{step}.candidate", f"{step}.round", f"{step}.feedback"]
+        )
+        return candidate, int(round_no or 1), json.loads(feedback) if feedback else []
+
+    def promote_candidate(self, run_id: str, step: str, check: str, verdict_json: str) -> bool:
+        """The validator passed it: the candidate becomes the step's result (once)."""
+        rk = self.run_keys(run_id)
+        candidate, round_no, _ = self.validation_state(run_id, step)
+        if candidate is None:
+            return False
+        at = f"{self.server_time():.6f}"
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(rk.results, step, candidate)
+            pipe.hset(rk.steps, mapping={f"{step}.state": "succeeded", f"{step}.finished_at": at,
+                                         f"{step}.result_bytes": len(candidate), f"{check}.state": "succeeded",
+                                         f"{check}.verdict": verdict_json, f"{check}.finished_at": at})  # fmt: skip
+            pipe.delete(rk.claim(check))
+            pipe.xadd(rk.events, {"type": "validation_passed", "step": step, "round": str(round_no), "at": at})
+            pipe.xadd(rk.events, {"type": "step_finished", "step": step, "at": at})
+            stored = pipe.execute()[0]
+        return bool(stored)
+
+    def next_round(self, run_id: str, step: str, check: str, issues: list[str]) -> int:
+        """The validator failed it: the generator runs again with the critique; the new round."""
+        rk = self.run_keys(run_id)
+        _, round_no, _ = self.validation_state(run_id, step)
+        at = f"{self.server_time():.6f}"
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(rk.steps, mapping={f"{step}.round": round_no + 1, f"{step}.feedback": json.dumps(issues),
+                                         f"{step}.body_runs": 0, f"{step}.state": "dispatched",
+                                         f"{check}.body_runs": 0, f"{check}.state": "succeeded"})  # fmt: skip
+            pipe.delete(rk.claim(check))
+            pipe.xadd(rk.events, {"type": "validation_failed", "step": step, "round": str(round_no),
+                                  "issues": json.dumps(issues), "at": at})  # fmt: skip
+            pipe.execute()
+        return round_no + 1
+
     # -- reading -----------------------------------------------------------------------------
 
     def run_record(self, run_id: str) -> dict[str, str]:

@@ -100,7 +100,7 @@ def settings(redis_server: RedisServer, receiver: Receiver, otlp: OtlpReceiver, 
         otel_endpoint=otlp.url,
         otel_batch_delay_ms=200,
         # One role talks to the fake OpenAI-compatible server; the rest stay offline.
-        role_backends={"reviewer_llm": "openai"},
+        role_backends={"reviewer_llm": "openai", "router_llm": "openai"},
         llm_base_url=fake_openai.url,
         llm_api_key=SecretStr(FAKE_API_KEY),
         llm_model="fake-model",

@@ -112,3 +112,20 @@ def handoff_reader(ctx: StepContext) -> dict[str, Any]:
         "completed": [o.step for o in record.steps_completed] if record else None,
         "hypothesis": record.hypothesis if record else None,
     }
+
+
+@agent("drafter")
+def drafter(ctx: StepContext) -> dict[str, Any]:
+    """A generator that reports its confidence and fixes its draft when given a critique
+    (unless ``params.stubborn``)."""
+    if ctx.feedback and not ctx.params.get("stubborn"):
+        return {"text": f"fixed after: {'; '.join(ctx.feedback)}", "confidence": 0.6}
+    return {"text": "", "confidence": float(ctx.params.get("confidence", 0.5))}
+
+
+@agent("router_llm")
+def router_llm(ctx: StepContext) -> Any:
+    """The built-in router, on the OpenAI-compatible backend."""
+    from agents.router import route
+
+    return route(ctx)

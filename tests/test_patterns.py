@@ -7,6 +7,7 @@ import redis
 
 from coordinator import Step, Workflow, start
 from coordinator.demo import SAMPLE_DIFF
+from coordinator.specs import Validate
 from proj.errors import RunNeedsAttentionError, WorkflowSpecError
 from proj.settings import Settings
 
@@ -98,3 +99,49 @@ def test_handoff_record_is_read_and_extended_by_each_step(client: redis.Redis) -
 def test_workflows_without_a_handoff_record_have_none(client: redis.Redis) -> None:
     run = start(Workflow(name="plain", steps=[Step(name="a", agent="handoff_reader")]), input={})
     assert run.wait(timeout=60)["a"]["completed"] is None and run.handoff() is None
+
+
+def validated(confidence: float = 0.5, stubborn: bool = False, max_rounds: int = 3) -> Workflow:
+    gate = Validate(agent="validator", threshold=0.85, max_rounds=max_rounds, params={"required": ["text"]})
+    return Workflow(
+        name="validated",
+        steps=[
+            Step(name="draft", agent="drafter", params={"confidence": confidence, "stubborn": stubborn}, validate=gate),
+            Step(name="publish", agent="echo", after=["draft"]),
+        ],
+    )
+
+
+def test_low_confidence_output_is_critiqued_and_regenerated_until_it_passes(client: redis.Redis) -> None:
+    run = start(validated(), input={})
+    results = run.wait(timeout=60)
+    assert results["draft"]["text"] == "fixed after: draft: missing or empty 'text'"
+    assert results["publish"]["saw"] == ["draft"]
+    types = [e.type for e in run.events() if e.type.startswith("validation")]
+    assert types == ["validation_requested", "validation_failed", "validation_requested", "validation_passed"]
+
+
+def test_confident_output_skips_the_validator(client: redis.Redis) -> None:
+    run = start(validated(confidence=0.9), input={})
+    assert run.wait(timeout=60)["draft"] == {"text": "", "confidence": 0.9}
+    assert not [e for e in run.events() if e.type.startswith("validation")]
+    assert run.status().steps["draft~validate"].body_runs == 0
+
+
+def test_validation_loop_is_bounded_then_escalates(client: redis.Redis) -> None:
+    run = start(validated(stubborn=True, max_rounds=2), input={})
+    with pytest.raises(
+        RunNeedsAttentionError, match=r"validation failed after 2 round\(s\): draft: missing or empty 'text'"
+    ):
+        run.wait(timeout=60)
+    assert [e.type for e in run.events()].count("validation_failed") == 1
+
+
+def test_router_pattern_on_the_openai_compatible_backend(client: redis.Redis, fake_openai: object) -> None:
+    wf = routed().model_copy(
+        update={"steps": [routed().steps[0].model_copy(update={"agent": "router_llm"}), *routed().steps[1:]]}
+    )
+    run = start(wf, input={"text": "app crash with an error [[429 routerllm]]"})
+    results = run.wait(timeout=60)
+    assert results["route"]["route"] == "bug" and set(results) == {"route", "fix", "close"}
+    assert [e.type for e in run.events()].count("step_retrying") == 1  # the 429, retried after Retry-After
