@@ -24,7 +24,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import redis
 from celery import chain, chord
@@ -32,6 +31,7 @@ from celery.result import _set_task_join_will_block
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.harness import commands_total, percentile
 from bench.tasks import INSTANT_DIAMOND as DIAMOND
 from coordinator import start
 from coordinator.stack import WorkerProcess
@@ -41,18 +41,6 @@ from proj.redis_server import RedisServer
 from proj.settings import Settings
 
 STEPS = 4
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def commands_total(client: redis.Redis) -> int:
-    stats: dict[str, Any] = client.info("commandstats")
-    return sum(int(v["calls"]) for v in stats.values())
-
-
 HOPS: list[tuple[float, float]] = []  # (handoff, queue wait) of every agentchord step measured
 
 

@@ -48,8 +48,6 @@ class StepTiming(BaseModel):
     completion_tokens: int = 0
     reinjected_tokens: int = 0
     cost: float = 0.0
-    # Kept under its old name too: tables and tests read it.
-    body_runs: int = 0
 
 
 class Breakdown(BaseModel):
@@ -151,7 +149,6 @@ def compute_timings(
                 completion_tokens=completion,
                 reinjected_tokens=int(record.get("reinjected_tokens", 0)),
                 cost=(prompt * per_million[0] + completion * per_million[1]) / 1e6,
-                body_runs=attempts,
             )
         )
     critical = _critical_path(plan, body)  # parked time included: it is on the path

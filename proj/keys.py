@@ -19,7 +19,9 @@ class RunKeys:
     steps: str  # hash: "<step>.<field>" -> timing/metadata of each step
     dispatched: str  # set: steps whose task messages were sent
     events: str  # stream: the run's event log
-    approvals: str  # hash: gate step -> approval state (pending, approved, rejected, closed)
+    # hash of the decisions that choose which branches run: gate step -> approval state
+    # (pending, approved, rejected, closed), router step -> "route:<branch>"
+    approvals: str
     attention: str  # set: failed steps waiting for an operator (retry, skip or abort)
 
     def approval(self, step: str) -> str:

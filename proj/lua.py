@@ -9,8 +9,6 @@ from the Redis server's clock (``TIME``), so times recorded by different machine
 
 from __future__ import annotations
 
-DURABLE_KEYS = 8
-
 # Shared prelude: the server clock, the run's state machine, and how a run ends.
 _PRELUDE = """
 local run, plan, results, steps = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -77,15 +75,19 @@ local function finish_run(state, err, ttl, idem_ttl)
   if err and err ~= '' then redis.call('HSET', run, 'error', err) end
   -- Close the run's pending approvals: resuming them later changes nothing.
   local run_id = redis.call('HGET', run, 'id')
-  for _, gate in ipairs(redis.call('HKEYS', approvals)) do
+  local decisions = redis.call('HGETALL', approvals)
+  for i = 1, #decisions, 2 do
+    local gate = decisions[i]
     local akey = run .. ':approval:' .. gate
-    if redis.call('HGET', akey, 'state') == 'pending' then
-      redis.call('HSET', akey, 'state', 'closed', 'closed_reason', 'run ' .. state, 'decided_at', at)
-      redis.call('HSET', approvals, gate, 'closed')
+    if string.sub(decisions[i + 1], 1, 6) ~= 'route:' then  -- routers' choices are not gates
+      if redis.call('HGET', akey, 'state') == 'pending' then
+        redis.call('HSET', akey, 'state', 'closed', 'closed_reason', 'run ' .. state, 'decided_at', at)
+        redis.call('HSET', approvals, gate, 'closed')
+      end
+      redis.call('ZREM', pending_index, run_id .. '.' .. gate)
+      redis.call('ZREM', deadline_index, run_id .. '.' .. gate)
+      redis.call('EXPIRE', akey, ttl)
     end
-    redis.call('ZREM', pending_index, run_id .. '.' .. gate)
-    redis.call('ZREM', deadline_index, run_id .. '.' .. gate)
-    redis.call('EXPIRE', akey, ttl)
   end
   redis.call('ZREM', active_index, run_id)
   count('runs_total|' .. state)

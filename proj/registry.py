@@ -19,7 +19,6 @@ from proj import lua
 from proj.keys import Keys, RunKeys
 from proj.settings import Settings
 
-RUN_FINISHED = "run_finished"
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "rejected"})
 
 
@@ -406,16 +405,11 @@ class Registry:
         entries = self.client.xrange(self.run_keys(run_id).events, min=after)
         return [_event(entry_id, fields) for entry_id, fields in entries]
 
-    def wait_finished(self, run_id: str, timeout_s: float) -> str | None:
-        """Block on the run's event stream until it finishes; its final state, or None on timeout.
-
-        The stream is the signal (XREAD BLOCK), so this wakes as soon as the run ends.
-        """
-        event = self.wait_event(run_id, {RUN_FINISHED}, timeout_s)
-        return None if event is None else event.fields.get("state")
-
     def wait_event(self, run_id: str, types: set[str], timeout_s: float, after: str = "0-0") -> Event | None:
-        """The first event of one of ``types`` after event id ``after`` (past or future), or None."""
+        """The first event of one of ``types`` after event id ``after`` (past or future), or None.
+
+        The stream is the signal (XREAD BLOCK): this wakes as soon as the event is written.
+        """
         rk = self.run_keys(run_id)
         deadline = time.monotonic() + timeout_s
         last_id = after
