@@ -29,6 +29,7 @@ from agents.handoff import HandoffRecord, StepOutcome, outcome_of
 from agents.llm import MeteredModel, UsageMeter, model_for
 from proj.celery import app, current_settings
 from proj.errors import PermanentError, StepFailedError
+from proj.messages import send_steps
 from proj.policy import RetryPolicy, is_transient
 from proj.queues import ADVANCE_TASK
 from proj.registry import Registry, StepWork, registry_for
@@ -59,9 +60,13 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         error = f"gave up after {outcome.attempts} attempt(s): {outcome.last_error}"
         give_up(registry, run_id, step, "*", error, "", outcome.attempts, outcome.plan)
         raise StepFailedError(run_id, step, error)
+    if outcome.status == "done":
+        # A duplicate delivery, maybe of a message whose first worker died after storing the
+        # result and before sending what it claimed: make sure the successors were sent.
+        resend_claimed_successors(registry, run_id, step)
+        return {"run_id": run_id, "step": step, "status": "done"}
     if outcome.status != "run" or outcome.work is None:
-        # "done": a duplicate delivery; "inactive"/"missing": the run ended or expired;
-        # "failed": the step already waits for an operator.
+        # "inactive"/"missing": the run ended or expired; "failed": it waits for an operator.
         logger.info("step %s of run %s not run: %s", step, run_id, outcome.status)
         return {"run_id": run_id, "step": step, "status": outcome.status}
 
@@ -118,32 +123,58 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
         done = StepOutcome(step=step, agent=role.name, outcome=outcome_of(json.loads(result_json)))
         patch["steps_completed"] = [done.model_dump()]
         handoff_patch = json.dumps(patch)
+    route = str(json.loads(result_json)["route"]) if work.plan.get("branches") else ""
     with span("agentchord.registry.finish_step"):
-        _store(registry, run_id, step, token, result_json, body_s, meter, work, run_started, handoff_patch)
+        metadata = _metadata(body_s, meter, work, run_started)
+        finished = registry.finish_step(
+            run_id, step, result_json, metadata, work.plan, route=route, handoff_patch=handoff_patch
+        )
     for hook in AFTER_STORE_HOOKS:
         hook(context)
+    if not finished.stored:
+        resend_claimed_successors(registry, run_id, step)
+    elif work.plan.get("inline"):
+        send_steps(run_id, finished.claimed)
+    else:
+        dispatch(registry, run_id)
     return {"run_id": run_id, "step": step, "status": "succeeded"}
 
 
-def _store(
-    registry: Registry,
-    run_id: str,
-    step: str,
-    token: str,
-    result_json: str,
-    body_s: float,
-    meter: UsageMeter,
-    work: StepWork,
-    run_started: float,
-    handoff_patch: str,
-) -> None:
-    extra = {"handoff_patch": handoff_patch} if handoff_patch else {}
-    registry.finish_step(run_id, step, token, result_json, {**_metadata(body_s, meter, work, run_started), **extra})
-
-
-# Called with the step's context after its result is stored, before the task returns (and so
-# before the next hop is sent): instrumentation, and the fault-injection tests' crash point.
+# Called with the step's context after its result is stored, before the next steps are sent:
+# instrumentation, and the fault-injection tests' crash point.
 AFTER_STORE_HOOKS: list[Callable[[StepContext], None]] = []
+
+
+def _advance_by_message(_registry: Registry, run_id: str) -> Any:
+    app.send_task(ADVANCE_TASK, kwargs={"run_id": run_id})
+
+
+# How a worker dispatches what a step of a non-inline workflow (gates, routers, validators) made
+# ready. The coordinator installs its in-process dispatch (coordinator.dispatch) when imported,
+# as every worker does; a process without it falls back to a coordinator.advance message.
+_dispatchers: list[Callable[[Registry, str], Any]] = [_advance_by_message]
+
+
+def set_dispatcher(dispatcher: Callable[[Registry, str], Any]) -> None:
+    _dispatchers[0] = dispatcher
+
+
+def dispatch(registry: Registry, run_id: str) -> None:
+    _dispatchers[0](registry, run_id)
+
+
+def resend_claimed_successors(registry: Registry, run_id: str, step: str) -> list[str]:
+    """Send again the successors ``step`` claimed that never started: its worker may have died
+    between storing the result and sending them. A copy of a message already queued is harmless
+    (a step runs its body once); returns the steps sent."""
+    plan = registry.step_plan(run_id, step)
+    if plan is None:
+        return []
+    if not plan.get("inline"):
+        dispatch(registry, run_id)
+        return []
+    waiting = registry.steps_in_state(run_id, list(plan.get("successors", {})), "dispatched")
+    return send_steps(run_id, registry.step_plans_of(run_id, waiting).items())
 
 
 def _validation_inputs(
@@ -182,7 +213,7 @@ def _validation_turn(
     target_plan = registry.snapshot(run_id).plan[target]
     if verdict.get("verdict") == "PASS":
         registry.promote_candidate(run_id, target, step, result_json)
-        app.send_task(ADVANCE_TASK, kwargs={"run_id": run_id})
+        dispatch(registry, run_id)
         return {"run_id": run_id, "step": step, "status": "passed"}
     issues = [str(issue) for issue in verdict.get("issues", [])]
     _, round_no, _ = registry.validation_state(run_id, target)

@@ -104,6 +104,34 @@ def commands_total(client: redis.Redis) -> int:
     return sum(int(v["calls"]) for v in stats.values())
 
 
+def command_counts(client: redis.Redis) -> dict[str, int]:
+    """Calls so far per command name (INFO commandstats; Lua's inner commands included)."""
+    stats: dict[str, Any] = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def round_trips_total(client: redis.Redis) -> int:
+    """Requests the server has read from clients so far: a pipeline or a script is one, the
+    commands a script runs inside are none (INFO stats ``total_reads_processed``)."""
+    return int(client.info("stats")["total_reads_processed"])
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
 

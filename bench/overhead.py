@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import redis
@@ -31,7 +32,7 @@ from celery.result import _set_task_join_will_block
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import commands_total, percentile
+from bench.harness import command_counts, percentile, process_tree_cpu_s
 from bench.tasks import INSTANT_DIAMOND as DIAMOND
 from coordinator import start
 from coordinator.stack import WorkerProcess
@@ -55,8 +56,26 @@ def run_agentchord(record: bool = False) -> float:
     return elapsed
 
 
-def net_input_bytes(client: redis.Redis) -> int:
-    return int(client.info("stats")["total_net_input_bytes"])
+def reading(client: redis.Redis, worker: WorkerProcess) -> dict[str, float]:
+    """Counters at one point: per-command calls, requests read, bytes in, worker and client CPU."""
+    stats = client.info("stats")
+    assert worker.process is not None
+    values: dict[str, float] = {f"cmd:{name}": calls for name, calls in command_counts(client).items()}
+    values["commands"] = sum(v for k, v in values.items() if k.startswith("cmd:"))
+    values["round_trips"] = int(stats["total_reads_processed"])
+    values["bytes_in"] = int(stats["total_net_input_bytes"])
+    values["worker_cpu_s"] = process_tree_cpu_s(worker.process.pid)
+    values["client_cpu_s"] = time.process_time()
+    return values
+
+
+def after_minus(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    """What happened between two readings, less the two INFO requests of a reading."""
+    delta = {key: value - before.get(key, 0) for key, value in after.items()}
+    delta["commands"] -= 2
+    delta["cmd:info"] = delta.get("cmd:info", 0) - 2
+    delta["round_trips"] -= 2
+    return delta
 
 
 def run_plain(client: redis.Redis) -> float:
@@ -96,33 +115,40 @@ def main() -> None:
                 run_plain(client)
             ours: list[float] = []
             plain: list[float] = []
-            ours_cmds = plain_cmds = ours_bytes = plain_bytes = 0
+            totals = {name: Counter() for name in ("agentchord", "plain Celery")}
             for _ in range(args.runs):
-                before, before_bytes = commands_total(client), net_input_bytes(client)
+                before = reading(client, worker)
                 ours.append(run_agentchord(record=True))
-                middle, middle_bytes = commands_total(client), net_input_bytes(client)
+                middle = reading(client, worker)
                 plain.append(run_plain(client))
-                after, after_bytes = commands_total(client), net_input_bytes(client)
-                # The INFO readings themselves are two commands per pair; leave them out.
-                ours_cmds += middle - before - 2
-                plain_cmds += after - middle - 2
-                ours_bytes += middle_bytes - before_bytes
-                plain_bytes += after_bytes - middle_bytes
+                after = reading(client, worker)
+                totals["agentchord"].update(after_minus(middle, before))
+                totals["plain Celery"].update(after_minus(after, middle))
         finally:
             worker.stop()
 
     rows = []
-    measured = (("agentchord", ours, ours_cmds, ours_bytes), ("plain Celery", plain, plain_cmds, plain_bytes))
-    for name, values, cmds, sent in measured:
+    for name, values in (("agentchord", ours), ("plain Celery", plain)):
+        total = totals[name]
+        per_run = {key: value / args.runs for key, value in total.items()}
         rows.append(
             {
                 "system": name,
                 "p50_ms": percentile(values, 50) * 1000,
                 "p99_ms": percentile(values, 99) * 1000,
                 "mean_ms": statistics.fmean(values) * 1000,
-                "redis_commands_per_run": cmds / args.runs,
-                "redis_commands_per_step": cmds / args.runs / STEPS,
-                "bytes_to_redis_per_step": sent / args.runs / STEPS,
+                "redis_commands_per_run": per_run["commands"],
+                "redis_commands_per_step": per_run["commands"] / STEPS,
+                "round_trips_per_step": per_run["round_trips"] / STEPS,
+                "bytes_to_redis_per_step": per_run["bytes_in"] / STEPS,
+                "broker_messages_per_run": per_run.get("cmd:lpush", 0.0),
+                "worker_cpu_ms_per_run": per_run["worker_cpu_s"] * 1000,
+                "client_cpu_ms_per_run": per_run["client_cpu_s"] * 1000,
+                "commands_per_run_by_name": {
+                    key[4:]: round(value, 2)
+                    for key, value in sorted(per_run.items(), key=lambda kv: -kv[1])
+                    if key.startswith("cmd:") and value >= 0.5
+                },
             }
         )
     hop_handoff_ms = statistics.fmean(h for h, _ in HOPS) * 1000
@@ -145,19 +171,31 @@ def main() -> None:
         f"\nDiamond, instant agents, {args.runs} sequential runs each, interleaved; "
         f"{args.concurrency} worker processes; {os.cpu_count()} cores\n"
     )
-    print("| system | P50 ms | P99 ms | mean ms | Redis commands / step | bytes to Redis / step |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| system | P50 ms | P99 ms | mean ms | Redis commands / step | round trips / step | bytes to Redis / step "
+        "| broker messages / run | worker CPU ms / run | client CPU ms / run |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(
             f"| {row['system']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['mean_ms']:.2f} | "
-            f"{row['redis_commands_per_step']:.1f} | {row['bytes_to_redis_per_step']:.0f} |"
+            f"{row['redis_commands_per_step']:.1f} | {row['round_trips_per_step']:.1f} | "
+            f"{row['bytes_to_redis_per_step']:.0f} | {row['broker_messages_per_run']:.1f} | "
+            f"{row['worker_cpu_ms_per_run']:.2f} | {row['client_cpu_ms_per_run']:.2f} |"
         )
-    print(f"| **ratio** | **{ratio_p50:.2f}x** | **{ratio_p99:.2f}x** | | | |")
+    print(f"| **ratio** | **{ratio_p50:.2f}x** | **{ratio_p99:.2f}x** | | | | | | | |")
+    for row in rows:
+        top = ", ".join(f"{name} {calls:g}" for name, calls in list(row["commands_per_run_by_name"].items())[:14])
+        print(f"\n{row['system']}, Redis commands per run: {top}")
     print(
         f"\nper hop (agentchord, mean over {len(HOPS)} steps): handoff {hop_handoff_ms:.2f} ms, queue wait "
         f"{hop_queue_ms:.2f} ms; extra latency per step vs plain Celery (P50): {result['per_step_extra_ms']:.2f} ms"
     )
-    print("Redis commands include those run inside Lua scripts (INFO commandstats counts them).")
+    print(
+        "Redis commands include those run inside Lua scripts (INFO commandstats counts them); a round trip is a "
+        "request the server read (INFO stats total_reads_processed: a script or a pipeline is one); broker "
+        "messages are LPUSHes; worker CPU is the worker's process tree (/proc), client CPU this process's."
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
 

@@ -1,6 +1,8 @@
 """The coordinator's Celery tasks. The coordinator is not a process, but these callbacks.
 
-- ``coordinator.advance``: the callback every chain and chord ends in; dispatches what became ready.
+- ``coordinator.advance``: dispatches what became ready in a run. The step path no longer sends
+  it (a worker claims and sends a finished step's successors itself); kept for messages already
+  queued by an older version and for operators who want to nudge a run.
 - ``coordinator.sweep_deadlines``: the periodic approval-deadline sweep (celery beat).
 - ``coordinator.notify_approval``: one signed outbound notification, on the ``notifications`` queue.
 - ``coordinator.step_failed``: every agent task's errback; a step killed by its hard time limit
@@ -22,11 +24,11 @@ from celery.signals import worker_ready
 from agents.runtime import give_up
 from coordinator.approvals import sweep_deadlines
 from coordinator.checkpoints import park_failure
-from coordinator.compile import agent_signature, canvas_for
 from coordinator.dispatch import dispatch_ready
 from coordinator.notify import TransientDeliveryError, deliver, redact
 from coordinator.watchdog import sweep_stalled
 from proj.celery import app, current_settings
+from proj.messages import send_step
 from proj.policy import RetryPolicy
 from proj.registry import registry_for
 
@@ -42,7 +44,7 @@ logger = logging.getLogger(__name__)
     max_retries=10,
 )
 def advance(_finished: Any = None, run_id: str = "") -> list[str]:
-    """Callback of every step canvas: dispatch what the finished steps made ready."""
+    """Dispatch what the run's finished steps made ready (idempotent)."""
     return dispatch_ready(registry_for(current_settings()), run_id)
 
 
@@ -95,7 +97,7 @@ def step_lost(run_id: str, step: str, error: str) -> str:
     if attempts < policy.max_attempts:
         delay = policy.delay_s(attempts)
         registry.retry_later(run_id, step, "*", error, attempts, delay)
-        canvas_for(app, run_id, [step], snapshot.plan).apply_async(countdown=delay)
+        send_step(run_id, step, plan, countdown=delay)
         return "retrying"
     registry.release_claim(run_id, step)
     give_up(registry, run_id, step, "*", f"gave up after {attempts} attempt(s): {error}", "", attempts, plan)
@@ -137,7 +139,7 @@ def validate_candidate(run_id: str, step: str) -> str:
     plan = registry.snapshot(run_id).plan
     check: str = plan[step]["validation"]["check_step"]
     _, round_no, _ = registry.validation_state(run_id, step)
-    agent_signature(app, run_id, check, plan).set(task_id=f"{run_id}.{check}.r{round_no}").apply_async()
+    send_step(run_id, check, plan[check], task_id=f"{run_id}.{check}.r{round_no}")
     return check
 
 
@@ -147,6 +149,4 @@ def rerun_step(run_id: str, step: str) -> None:
     registry = registry_for(current_settings())
     plan = registry.snapshot(run_id).plan
     _, round_no, _ = registry.validation_state(run_id, step)
-    canvas = canvas_for(app, run_id, [step], plan)
-    canvas.tasks[0].set(task_id=f"{run_id}.{step}.r{round_no}")
-    canvas.apply_async()
+    send_step(run_id, step, plan[step], task_id=f"{run_id}.{step}.r{round_no}")

@@ -1,9 +1,10 @@
-"""Spec -> plan -> Celery canvas. Pure: no I/O, unit-testable.
+"""Spec -> plan -> step messages. Pure: no I/O, unit-testable.
 
-When steps become ready, each *join group* is dispatched as one canvas: a single step as a chain
-into the coordinator callback, several as a chord whose body is the callback. Steps are grouped
-when they feed a common downstream step (so the chord's one callback sees them all finish);
-unrelated ready steps get their own chains, so a fast branch never waits on a slow one.
+A step's plan carries what its worker needs to hand off without a coordinator hop: its
+successors and their dependencies (the script that stores its result claims those that became
+ready, atomically, so a fan-in is dispatched exactly once), whether the workflow is *inline*
+(no gate, router or validator: readiness is decided in that script) and how many results end
+the run. Workflows with gates, routers or validators are dispatched by :mod:`coordinator.dispatch`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from collections.abc import Callable
 from graphlib import TopologicalSorter
 from typing import Any
 
-from celery import Celery, chain, chord, group
+from celery import Celery
 from celery.canvas import Signature
 
 from coordinator.specs import Workflow
+from proj.messages import step_message_options, step_task_id
 from proj.policy import RetryPolicy
-from proj.queues import ADVANCE_TASK, STEP_FAILED_TASK, agent_task_name
+from proj.queues import agent_task_name
 
 # {"agent": str | None, "after": [str], "params": {...}, "index": int, "approval"?: {...}}
 StepPlan = dict[str, Any]
@@ -31,9 +33,13 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], StepPlan] | 
     step's own values win. Resolving them here, once, means every worker applies the same ones.
     """
     branches: dict[str, set[str]] = {}
+    successors: dict[str, dict[str, list[str]]] = {step.name: {} for step in workflow.steps}
     for step in workflow.steps:
         for router, label in (step.when or {}).items():
             branches.setdefault(router, set()).add(label)
+        for dep in step.after:
+            successors[dep][step.name] = step.after
+    inline = not any(s.approval or s.when or s.validation for s in workflow.steps)
     plans = {}
     for index, step in enumerate(workflow.steps):
         base = defaults(step.agent) if defaults else {"retry": RetryPolicy().model_dump()}
@@ -47,7 +53,11 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], StepPlan] | 
             "soft_time_limit_s": step.soft_time_limit_s
             or (step.time_limit_s * 0.9 if step.time_limit_s else base.get("soft_time_limit_s")),
             "on_failure": step.on_failure,
+            "successors": successors[step.name],
         }
+        if inline:
+            plan["inline"] = True
+            plan["run_steps"] = len(workflow.steps)
         if step.when:
             plan["when"] = step.when
         if step.name in branches:
@@ -133,59 +143,13 @@ def ready_steps(
     ]
 
 
-def join_groups(steps: list[str], plan: dict[str, StepPlan]) -> list[list[str]]:
-    """Partition ``steps`` into groups that share a downstream step (connected components)."""
-    parent = {name: name for name in steps}
-
-    def find(name: str) -> str:
-        while parent[name] != name:
-            parent[name] = parent[parent[name]]
-            name = parent[name]
-        return name
-
-    for step in plan.values():
-        members = [dep for dep in step["after"] if dep in parent]
-        for other in members[1:]:
-            parent[find(other)] = find(members[0])
-    groups: dict[str, list[str]] = {}
-    for name in steps:
-        groups.setdefault(find(name), []).append(name)
-    return list(groups.values())
-
-
-def step_task_id(run_id: str, step: str) -> str:
-    """A deterministic Celery task id: readable in Flower and revocable without a lookup."""
-    return f"{run_id}.{step}"
-
-
 def agent_signature(app: Celery, run_id: str, step: str, plan: dict[str, StepPlan]) -> Signature:
-    limits = {
-        "time_limit": plan[step].get("time_limit_s"),
-        "soft_time_limit": plan[step].get("soft_time_limit_s"),
-    }
-    # The errback is how a step killed by its hard time limit is noticed: Celery calls it in the
-    # worker's main process, where the killed child can no longer report anything.
-    on_error = app.signature(STEP_FAILED_TASK, kwargs={"run_id": run_id, "step": step})
+    """One step's message as a signature (what :func:`proj.messages.send_step` sends)."""
     return app.signature(
         agent_task_name(plan[step]["agent"]),
         kwargs={"run_id": run_id, "step": step},
         task_id=step_task_id(run_id, step),
         immutable=True,
-        link_error=[on_error],
-        **{name: value for name, value in limits.items() if value},
+        ignore_result=True,
+        **step_message_options(run_id, step, plan[step]),
     )
-
-
-def advance_signature(app: Celery, run_id: str) -> Signature:
-    return app.signature(ADVANCE_TASK, kwargs={"run_id": run_id})
-
-
-def canvas_for(app: Celery, run_id: str, steps: list[str], plan: dict[str, StepPlan]) -> Signature:
-    """One join group as a chain (one step) or a chord (several) into the callback."""
-    agents = [agent_signature(app, run_id, step, plan) for step in steps]
-    callback = advance_signature(app, run_id)
-    if len(agents) == 1:
-        # A chain hands the return value to the callback in the message: no stored result is
-        # needed (a chord's members need theirs), and not storing it saves two Redis commands.
-        return chain(agents[0].set(ignore_result=True), callback)
-    return chord(group(agents), callback)

@@ -1,16 +1,19 @@
-"""Dispatch: from the registry's view of a run, send what is ready; park at approval gates.
+"""Dispatch from the registry's view of a run: send what is ready, park at approval gates.
 
-Called by the ``coordinator.advance`` callback, by ``start`` and by a resume. Idempotent and
-safe to call from any number of processes at once: each step is claimed for dispatch exactly
-once, atomically, in the registry.
+The step path does not come here for inline workflows (no gates, routers or validators): the
+script that stores a step's result claims its ready successors and the worker sends them. This
+is the general path: ``start``, a resume, an operator's action, the watchdog, and every step of
+a workflow with gates, routers or validators (called in the worker that stored the result).
+Idempotent and safe to call from any number of processes at once: each step is claimed for
+dispatch exactly once, atomically, in the registry.
 """
 
 from __future__ import annotations
 
+from agents.runtime import set_dispatcher
 from coordinator.checkpoints import park_gate
-from coordinator.compile import canvas_for, is_gate, join_groups, ready_steps, real_steps, skipped_steps
-from coordinator.metrics import record_finished_run
-from proj.celery import app
+from coordinator.compile import is_gate, ready_steps, real_steps, skipped_steps
+from proj.messages import send_steps
 from proj.registry import Registry
 from proj.tracing import within_run_trace
 
@@ -23,15 +26,17 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
         return []
     skipped = skipped_steps(snapshot.plan, snapshot.approvals)
     if snapshot.plan and snapshot.done | skipped >= real_steps(snapshot.plan):
-        if registry.finish_run(run_id, "succeeded"):
-            record_finished_run(registry, run_id)
+        registry.finish_run(run_id, "succeeded")
         return []
     claimed = registry.claim_dispatch(run_id, ready_steps(snapshot.plan, snapshot.done, snapshot.dispatched, skipped))
     gates = [step for step in claimed if is_gate(snapshot.plan[step])]
     for gate in gates:
         park_gate(registry, registry.settings, run_id, gate, snapshot.plan)
-    agents = [step for step in claimed if step not in gates]
     with within_run_trace(snapshot.traceparent):
-        for steps in join_groups(agents, snapshot.plan):
-            canvas_for(app, run_id, steps, snapshot.plan).apply_async()
+        send_steps(run_id, ((step, snapshot.plan[step]) for step in claimed if step not in gates))
     return claimed
+
+
+# Every process that imports the coordinator (every worker does) dispatches non-inline
+# workflows in-process after storing a step's result, with no coordinator.advance hop.
+set_dispatcher(dispatch_ready)

@@ -1,9 +1,11 @@
 """Prometheus metrics, aggregated in Redis so every worker on every machine adds to one set.
 
-The registry's Lua scripts count steps, runs by final state, retries and tokens, and keep
-histogram buckets of queue wait and body time as they happen; :func:`record_finished_run` adds
-the per-run measures (wall, overhead, tax ratio, cost) when a run succeeds. The API serves
-them on ``/metrics`` through :class:`RegistryCollector`, read at scrape time.
+The registry's Lua scripts count runs by final state, failed steps and retries as they happen.
+Everything measured per step (steps by role, queue wait, body time, tokens) and per run (wall,
+overhead, tax ratio, cost) is computed when someone reads it, not on the step path: a run that
+ends is queued (``metrics:unfolded``) and the next scrape folds its step records into the hash,
+once (:func:`fold_ended_runs`). The API serves them on ``/metrics`` through
+:class:`RegistryCollector`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from coordinator.timing import compute_timings
-from proj.registry import Registry
+from proj.registry import Registry, parse_plan
 
-# Must match BUCKETS in proj/lua.py: both sides write and read the same buckets.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RATIO_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0)
 
@@ -38,34 +39,71 @@ def _observe(pipe: Any, key: str, name: str, value: float, bounds: tuple[float, 
     pipe.hincrby(key, f"{name}|count", 1)
 
 
-def record_finished_run(registry: Registry, run_id: str) -> None:
-    """Add a succeeded run's wall time, overhead, tax ratio and cost to the shared metrics."""
-    timings = compute_timings(
-        registry.run_record(run_id),
-        registry.snapshot(run_id).plan,
-        registry.step_records(run_id),
-        None,
-        registry.settings.model_prices,
-    )
+def fold_ended_runs(registry: Registry, batch: int = 200) -> int:
+    """Fold the measures of every ended run not yet counted into the metrics hash; returns how
+    many runs were folded. Each run is popped once (LPOP), so concurrent scrapes never count a
+    run twice; a scrape that dies between the pop and the write loses those runs' measures."""
+    client, keys = registry.client, registry.keys
+    folded = 0
+    while run_ids := client.lpop(keys.metrics_unfolded, batch):
+        with client.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                rk = keys.run(run_id)
+                pipe.hgetall(rk.run)
+                pipe.hgetall(rk.plan)
+                pipe.hgetall(rk.steps)
+            replies = pipe.execute()
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(0, len(replies), 3):
+                run, raw_plan, raw_steps = replies[i : i + 3]
+                _fold_run(pipe, registry, run, {k: parse_plan(v) for k, v in raw_plan.items()}, raw_steps)
+            pipe.execute()
+        folded += len(run_ids)
+    return folded
+
+
+def _fold_run(
+    pipe: Any, registry: Registry, run: dict[str, str], plan: dict[str, dict[str, Any]], raw_steps: dict[str, str]
+) -> None:
     key = registry.keys.metrics
-    with registry.client.pipeline(transaction=False) as pipe:
-        if timings.wall_s is not None:
-            _observe(pipe, key, "run_wall_seconds", timings.wall_s, BUCKETS)
-        if timings.overhead_s is not None:
-            _observe(pipe, key, "run_overhead_seconds", max(timings.overhead_s, 0.0), BUCKETS)
-        if timings.tax_ratio is not None:
-            _observe(pipe, key, "run_tax_ratio", max(timings.tax_ratio, 0.0), RATIO_BUCKETS)
-        pipe.hincrbyfloat(key, "cost_total", timings.cost)
-        pipe.execute()
+    records: dict[str, dict[str, str]] = defaultdict(dict)
+    for name, value in raw_steps.items():
+        step, _, attr = name.rpartition(".")
+        records[step][attr] = value
+    for step, record in records.items():
+        role = plan.get(step, {}).get("agent")
+        if not role or record.get("state") != "succeeded" or "skipped_by" in record:
+            continue
+        pipe.hincrbyfloat(key, f"steps_total|{role}|succeeded", 1)
+        if "dispatched_at" in record and "started_at" in record:
+            wait = float(record["started_at"]) - float(record["dispatched_at"])
+            _observe(pipe, key, "queue_wait_seconds", wait, BUCKETS)
+        if "body_s" in record:
+            _observe(pipe, key, "step_body_seconds", float(record["body_s"]), BUCKETS)
+        for kind in ("prompt", "completion", "reinjected"):
+            if f"{kind}_tokens" in record:
+                pipe.hincrbyfloat(key, f"tokens_total|{kind}", int(record[f"{kind}_tokens"] or 0))
+    if run.get("state") != "succeeded":
+        return
+    timings = compute_timings(run, plan, dict(records), None, registry.settings.model_prices)
+    if timings.wall_s is not None:
+        _observe(pipe, key, "run_wall_seconds", timings.wall_s, BUCKETS)
+    if timings.overhead_s is not None:
+        _observe(pipe, key, "run_overhead_seconds", max(timings.overhead_s, 0.0), BUCKETS)
+    if timings.tax_ratio is not None:
+        _observe(pipe, key, "run_tax_ratio", max(timings.tax_ratio, 0.0), RATIO_BUCKETS)
+    pipe.hincrbyfloat(key, "cost_total", timings.cost)
 
 
 class RegistryCollector(Collector):
-    """Reads the shared metrics hash (one HGETALL) and two index sizes at scrape time."""
+    """At scrape time: folds the runs ended since the last scrape, then reads the shared metrics
+    hash (one HGETALL) and two index sizes."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
     def collect(self) -> Iterator[Any]:
+        fold_ended_runs(self.registry)
         raw: dict[str, str] = self.registry.client.hgetall(self.registry.keys.metrics)
         steps = CounterMetricFamily("agentchord_steps", "Agent steps by role and outcome.", labels=["role", "state"])
         runs = CounterMetricFamily("agentchord_runs", "Runs by final state.", labels=["state"])

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from coordinator.compile import canvas_for
 from coordinator.dispatch import dispatch_ready
-from proj.celery import app
 from proj.errors import RunNotFoundError, StepStateError
+from proj.messages import send_step
 from proj.registry import Registry
 
 
@@ -24,8 +23,7 @@ def retry_step(registry: Registry, run_id: str, step: str, actor: str = "operato
     """Run a failed step again, with a fresh set of attempts; the run continues from there."""
     if not registry.operator_retry(run_id, step, actor):
         raise StepStateError(run_id, step, "retry", _state_of(registry, run_id, step))
-    plan = registry.snapshot(run_id).plan
-    canvas_for(app, run_id, [step], plan).apply_async()
+    send_step(run_id, step, registry.snapshot(run_id).plan[step])
 
 
 def skip_step(registry: Registry, run_id: str, step: str, output: Any, actor: str = "operator") -> None:

@@ -18,7 +18,7 @@ import agents
 from agents.handoff import HandoffRecord
 from coordinator.approvals import Decision, resume
 from coordinator.checkpoints import ApprovalView, approval_id, get_approval
-from coordinator.compile import skipped_steps, step_plans, step_task_id
+from coordinator.compile import skipped_steps, step_plans
 from coordinator.dispatch import dispatch_ready
 from coordinator.operator import abort_run, retry_step, skip_step
 from coordinator.specs import Step, Workflow, resolve_workflow
@@ -32,6 +32,7 @@ from proj.errors import (
     RunNotFoundError,
     RunTimeoutError,
 )
+from proj.messages import step_task_id
 from proj.registry import TERMINAL_STATES, Event, Registry, registry_for
 from proj.settings import Settings, check_time_limit
 from proj.tracing import current_traceparent, setup_tracing, span

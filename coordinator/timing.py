@@ -226,22 +226,18 @@ def _breakdown(
 
 
 def _broker_messages(plan: dict[str, dict[str, Any]], events: list[Any]) -> dict[str, int]:
-    """Messages sent for each step, from the event log: the agent task (again on every retry and
-    re-drive) and a share of its callback (one per chain or chord); a gate's notifications."""
-    from coordinator.compile import join_groups
-
+    """Messages sent for each step, from the event log: the agent task, again on every retry and
+    re-drive (successors are sent by the worker that claimed them: no callback message); a
+    gate's notifications."""
     counts: dict[str, int] = defaultdict(int)
-    batches: dict[str, list[str]] = defaultdict(list)
     for event in events:
         step = event.fields.get("step", "")
-        if event.type == "step_dispatched" and not plan.get(step, {}).get("approval"):
-            batches[f"{event.at:.6f}"].append(step)
+        if (event.type == "step_dispatched" and not plan.get(step, {}).get("approval")) or event.type in (
+            "step_retrying",
+            "step_redriven",
+            "operator_retry",
+        ):
             counts[step] += 1
-        elif event.type in ("step_retrying", "step_redriven", "operator_retry"):
-            counts[step] += 2  # the agent task and its callback, sent again
         elif event.type == "notification_attempt":
             counts[event.fields.get("step", "") or "(notifications)"] += 1
-    for batch in batches.values():
-        for group in join_groups(batch, plan):
-            counts[group[0]] += 1  # the group's one callback message
     return dict(counts)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from coordinator.compile import canvas_for, is_gate
+from coordinator.compile import is_gate
 from coordinator.dispatch import dispatch_ready
-from proj.celery import app
+from proj.messages import send_step
 from proj.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def redrive(registry: Registry, run_id: str) -> list[str]:
         and registry.claim_holder(run_id, step) is None
     ]
     for step in orphans:
-        canvas_for(app, run_id, [step], snapshot.plan).apply_async()
+        send_step(run_id, step, snapshot.plan[step])
         registry.add_event(run_id, "step_redriven", step=step)
     dispatch_ready(registry, run_id)
     registry.touch_active(run_id)

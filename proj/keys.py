@@ -95,6 +95,11 @@ class Keys:
         return f"{self.prefix}:metrics"
 
     @property
+    def metrics_unfolded(self) -> str:
+        """List: ended runs whose step measures the next scrape folds into :attr:`metrics`."""
+        return f"{self.prefix}:metrics:unfolded"
+
+    @property
     def escalations(self) -> str:
         """Stream: failed steps handed to operators (error, traceback, attempts, context)."""
         return f"{self.prefix}:escalations"

@@ -1,9 +1,10 @@
 """The registry's Lua scripts: each step transition is one atomic Redis round trip.
 
-Every run script takes the same thirteen keys first (see ``Registry._base``): the run's durable
+Every run script takes the same fourteen keys first (see ``Registry._base``): the run's durable
 keys in :attr:`RunKeys.durable` order (run, plan, results, steps, dispatched, events,
 approvals, attention), then the global indexes (pending approvals, approval deadlines, active
-runs, the escalation stream). Then the metrics hash; its own extra keys follow, from ``KEYS[14]``. Timestamps come
+runs, the escalation stream), the metrics hash and the list of runs whose measures are not yet
+folded into it. A script's own extra keys follow, from ``KEYS[15]``. Timestamps come
 from the Redis server's clock (``TIME``), so times recorded by different machines share one clock.
 """
 
@@ -14,19 +15,11 @@ _PRELUDE = """
 local run, plan, results, steps = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dispatched, events, approvals, attention = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local pending_index, deadline_index, active_index, escalations = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local metrics = KEYS[13]
--- Prometheus-style histograms kept in Redis, so every worker adds to the same ones (see
--- coordinator/metrics.py for the reading side; the bucket bounds must match BUCKETS there).
-local BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
-local function observe(name, value)
-  local bucket = '+Inf'
-  for _, bound in ipairs(BUCKETS) do
-    if value <= bound then bucket = tostring(bound); break end
-  end
-  redis.call('HINCRBY', metrics, name .. '|bucket|' .. bucket, 1)
-  redis.call('HINCRBYFLOAT', metrics, name .. '|sum', value)
-  redis.call('HINCRBY', metrics, name .. '|count', 1)
-end
+local metrics, unfolded = KEYS[13], KEYS[14]
+-- Runs whose per-step measures wait to be folded into the metrics hash by the next scrape
+-- (coordinator/metrics.py): reporting stays off the step path. Bounded, so that a deployment
+-- nobody scrapes keeps no growing backlog (the oldest runs then go uncounted).
+local UNFOLDED_MAX = 100000
 -- The run's handoff record: lists grow (parallel steps both append), other fields are replaced.
 local function merge_handoff(patch_json)
   local current = redis.call('HGET', run, 'handoff')
@@ -52,8 +45,8 @@ local function is_active(state)
   return state == 'running' or state == 'waiting_approval' or state == 'needs_attention'
 end
 -- Progress marker for the watchdog: when did this run last change?
-local function touch(at)
-  redis.call('ZADD', active_index, at, redis.call('HGET', run, 'id'))
+local function touch(at, run_id)
+  redis.call('ZADD', active_index, at, run_id or redis.call('HGET', run, 'id'))
 end
 -- An active run's state follows from what it waits on: an operator, a reviewer, or nothing.
 local function refresh_state()
@@ -91,6 +84,7 @@ local function finish_run(state, err, ttl, idem_ttl)
   end
   redis.call('ZREM', active_index, run_id)
   count('runs_total|' .. state)
+  if redis.call('RPUSH', unfolded, run_id) > UNFOLDED_MAX then redis.call('LPOP', unfolded) end
   redis.call('XADD', events, '*', 'type', 'run_finished', 'state', state, 'at', at)
   for i = 1, 8 do redis.call('EXPIRE', KEYS[i], ttl) end
   local idem = redis.call('HGET', run, 'idempotency_key_ref')
@@ -105,7 +99,7 @@ end
 START = (
     _PRELUDE
     + """
-local idem, index = KEYS[14], KEYS[15]
+local idem, index = KEYS[15], KEYS[16]
 if ARGV[5] == '1' then
   local existing = redis.call('GET', idem)
   if existing then return {0, existing} end
@@ -148,13 +142,14 @@ return claimed
 # ARGV: step, token, lease_ms, worker
 # -> {'missing'} | {'done'} | {'inactive', state} | {'busy', pttl_ms} | {'failed'}
 #    | {'exhausted', attempts, last_error, plan_json}
-#    | {'run', plan_json, input_json, attempt, dep, dep_result_json, ...}
+#    | {'run', plan_json, input_json, attempt, handoff_json, dep, dep_result_json, ...}
 BEGIN_STEP = (
     _PRELUDE
     + """
-local claim = KEYS[14]
+local claim = KEYS[15]
 local step = ARGV[1]
-local state = redis.call('HGET', run, 'state')
+local head = redis.call('HMGET', run, 'state', 'input', 'handoff')
+local state = head[1]
 if not state then return {'missing'} end
 if redis.call('HEXISTS', results, step) == 1 then return {'done'} end
 if not is_active(state) then return {'inactive', state} end
@@ -175,63 +170,82 @@ if attempts >= tonumber(decoded['retry']['max_attempts']) then
   return {'exhausted', tostring(attempts), last, step_plan}
 end
 local at = now()
-redis.call('HSET', steps, step .. '.started_at', at, step .. '.worker', ARGV[4], step .. '.state', 'running')
-if attempts == 0 then redis.call('HSET', steps, step .. '.first_started_at', at) end
-redis.call('HINCRBY', steps, step .. '.body_runs', 1)
+local fields = {step .. '.started_at', at, step .. '.worker', ARGV[4], step .. '.state', 'running',
+  step .. '.body_runs', attempts + 1}
+if attempts == 0 then table.insert(fields, step .. '.first_started_at'); table.insert(fields, at) end
+redis.call('HSET', steps, unpack(fields))
 redis.call('XADD', events, '*', 'type', 'step_started', 'step', step, 'at', at, 'worker', ARGV[4],
   'attempt', tostring(attempts + 1))
-touch(at)
-local out = {'run', step_plan, redis.call('HGET', run, 'input'), tostring(attempts + 1),
-  redis.call('HGET', run, 'handoff') or ''}
-for _, dep in ipairs(decoded['after']) do
-  table.insert(out, dep)
-  table.insert(out, redis.call('HGET', results, dep))
+local out = {'run', step_plan, head[2], tostring(attempts + 1), head[3] or ''}
+local after = decoded['after']
+if #after > 0 then
+  local values = redis.call('HMGET', results, unpack(after))
+  for i, dep in ipairs(after) do
+    table.insert(out, dep)
+    table.insert(out, values[i])
+  end
 end
 return out
 """
 )
 
+# Store a step's result and, in the same atomic call, claim the successors it made ready and
+# end the run when it was the last step: the step path's one write (see docs/architecture.md).
 # KEYS: base..., claim
-# ARGV: step, token, result_json, then field/value pairs of step metadata
-# -> 1 if this call stored the result, 0 if another delivery had stored it first
+# ARGV: step, run_id, result_json, route ('' = not a router), handoff_patch ('' = none),
+#       inline ('1': this script decides readiness; '0': the coordinator's dispatch does),
+#       real_steps (how many results end the run), ttl_s, idem_ttl_s, n_meta,
+#       meta field/value pairs (n_meta of them), then per successor: name, n_deps, deps...
+# -> {stored (1|0), run_finished (1|0), claimed_step, claimed_plan_json, ...}
 FINISH_STEP = (
     _PRELUDE
     + """
-local claim, step = KEYS[14], ARGV[1]
-if redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
+local claim, step, run_id, result = KEYS[15], ARGV[1], ARGV[2], ARGV[3]
+-- Whoever holds the lease now, the step has a result (this one or an earlier one): free it.
+redis.call('DEL', claim)
 local at = now()
-if redis.call('HSETNX', results, step, ARGV[3]) == 0 then
+if redis.call('HSETNX', results, step, result) == 0 then
   redis.call('XADD', events, '*', 'type', 'step_result_discarded', 'step', step, 'at', at)
-  return 0
+  return {0, 0}
 end
-redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'succeeded',
-  step .. '.result_bytes', string.len(ARGV[3]))
-local meta = {}
-for i = 4, #ARGV, 2 do
-  if ARGV[i] == 'handoff_patch' then
-    merge_handoff(ARGV[i + 1])
-  else
-    redis.call('HSET', steps, step .. '.' .. ARGV[i], ARGV[i + 1])
-    meta[ARGV[i]] = ARGV[i + 1]
-  end
+local fields = {step .. '.finished_at', at, step .. '.state', 'succeeded', step .. '.result_bytes', string.len(result)}
+local n_meta = tonumber(ARGV[10])
+for i = 11, 10 + 2 * n_meta, 2 do
+  table.insert(fields, step .. '.' .. ARGV[i])
+  table.insert(fields, ARGV[i + 1])
 end
+redis.call('HSET', steps, unpack(fields))
+-- A router's choice, read by the coordinator to skip the branches not taken.
+if ARGV[4] ~= '' then redis.call('HSET', approvals, step, 'route:' .. ARGV[4]) end
+if ARGV[5] ~= '' then merge_handoff(ARGV[5]) end
 redis.call('XADD', events, '*', 'type', 'step_finished', 'step', step, 'at', at)
-local step_plan = cjson.decode(redis.call('HGET', plan, step))
-local role = step_plan['agent']
-if type(step_plan['branches']) == 'table' then
-  -- A router's choice, read by the coordinator to skip the branches not taken.
-  redis.call('HSET', approvals, step, 'route:' .. tostring(cjson.decode(ARGV[3])['route']))
+local out = {1, 0}
+local state = redis.call('HGET', run, 'state')
+if ARGV[6] ~= '1' or (state ~= 'running' and state ~= 'waiting_approval') then
+  touch(at, run_id)
+  return out
 end
-count('steps_total|' .. role .. '|succeeded')
-local dispatched_at = redis.call('HGET', steps, step .. '.dispatched_at')
-local started_at = redis.call('HGET', steps, step .. '.started_at')
-if dispatched_at and started_at then observe('queue_wait_seconds', tonumber(started_at) - tonumber(dispatched_at)) end
-if meta['body_s'] then observe('step_body_seconds', tonumber(meta['body_s'])) end
-for _, kind in ipairs({'prompt', 'completion', 'reinjected'}) do
-  if meta[kind .. '_tokens'] then count('tokens_total|' .. kind, tonumber(meta[kind .. '_tokens'])) end
+local i = 11 + 2 * n_meta
+while i <= #ARGV do
+  local successor, n_deps = ARGV[i], tonumber(ARGV[i + 1])
+  local ready = true
+  for j = i + 2, i + 1 + n_deps do
+    if ARGV[j] ~= step and redis.call('HEXISTS', results, ARGV[j]) == 0 then ready = false; break end
+  end
+  if ready and redis.call('SADD', dispatched, successor) == 1 then
+    redis.call('HSET', steps, successor .. '.dispatched_at', at, successor .. '.state', 'dispatched')
+    redis.call('XADD', events, '*', 'type', 'step_dispatched', 'step', successor, 'at', at)
+    table.insert(out, successor)
+    table.insert(out, redis.call('HGET', plan, successor))
+  end
+  i = i + 2 + n_deps
 end
-touch(at)
-return 1
+if redis.call('HLEN', results) >= tonumber(ARGV[7]) then
+  out[2] = finish_run('succeeded', '', ARGV[8], ARGV[9])
+else
+  touch(at, run_id)
+end
+return out
 """
 )
 
@@ -240,7 +254,7 @@ return 1
 RETRY_LATER = (
     _PRELUDE
     + """
-local claim, step = KEYS[14], ARGV[1]
+local claim, step = KEYS[15], ARGV[1]
 if ARGV[2] == '*' or redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 local at = now()
 redis.call('HSET', steps, step .. '.state', 'retrying', step .. '.last_error', ARGV[3])
@@ -257,7 +271,7 @@ return 1
 ESCALATE = (
     _PRELUDE
     + """
-local claim, step = KEYS[14], ARGV[1]
+local claim, step = KEYS[15], ARGV[1]
 if ARGV[2] == '*' or redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 if not is_active(redis.call('HGET', run, 'state')) then return 0 end
 if redis.call('HEXISTS', results, step) == 1 then return 0 end
@@ -321,7 +335,7 @@ return finish_run(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 PARK = (
     _PRELUDE
     + """
-local akey, step, approval_id = KEYS[14], ARGV[1], ARGV[2]
+local akey, step, approval_id = KEYS[15], ARGV[1], ARGV[2]
 if not is_active(redis.call('HGET', run, 'state')) then return 0 end
 if redis.call('EXISTS', akey) == 1 then return 0 end
 local at = now()
@@ -350,7 +364,7 @@ return 1
 DECIDE = (
     _PRELUDE
     + """
-local akey, step, approval_id, decision = KEYS[14], ARGV[1], ARGV[2], ARGV[3]
+local akey, step, approval_id, decision = KEYS[15], ARGV[1], ARGV[2], ARGV[3]
 local astate = redis.call('HGET', akey, 'state')
 if not astate then return {'missing'} end
 if astate == 'closed' then return {'closed', redis.call('HGET', akey, 'closed_reason') or 'closed'} end

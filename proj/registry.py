@@ -50,6 +50,24 @@ class BeginOutcome:
 
 
 @dataclass(frozen=True)
+class FinishOutcome:
+    """What storing a step's result did: whether this call stored it, whether it ended the run,
+    and the successors it claimed for dispatch (name and plan), which the caller must send."""
+
+    stored: bool
+    run_finished: bool = False
+    claimed: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+@lru_cache(maxsize=4096)
+def parse_plan(raw: str) -> dict[str, Any]:
+    """A step plan from its stored JSON. Cached: every run of a workflow version stores the same
+    strings, so a worker parses each once. Callers must not mutate the returned dict."""
+    parsed: dict[str, Any] = json.loads(raw)
+    return parsed
+
+
+@dataclass(frozen=True)
 class RunSnapshot:
     """What the coordinator needs to decide what is ready: one pipelined read."""
 
@@ -118,6 +136,7 @@ class Registry:
             k.active_runs,
             k.escalations,
             k.metrics,
+            k.metrics_unfolded,
         ]
 
     def _ends(self) -> list[int]:
@@ -161,7 +180,7 @@ class Registry:
             pipe.hgetall(rk.approvals)
             pipe.hget(rk.run, "traceparent")
             state, plan, done, dispatched, approvals, traceparent = pipe.execute()
-        steps = {step: json.loads(raw) for step, raw in plan.items()}
+        steps = {step: parse_plan(raw) for step, raw in plan.items()}
         return RunSnapshot(
             state=state,
             # Redis hashes are unordered; keep the order the workflow declared its steps in.
@@ -186,7 +205,7 @@ class Registry:
         if status == "inactive":
             return BeginOutcome("inactive", state=reply[1])
         if status == "exhausted":
-            plan = json.loads(reply[3])
+            plan = parse_plan(reply[3])
             return BeginOutcome("exhausted", attempts=int(reply[1]), last_error=reply[2], plan=plan)
         if status != "run":
             return BeginOutcome(status)
@@ -194,7 +213,7 @@ class Registry:
         dependencies = {pairs[i]: json.loads(pairs[i + 1]) for i in range(0, len(pairs), 2)}
         context_bytes = len(input_raw) + sum(len(pairs[i + 1]) for i in range(0, len(pairs), 2))
         work = StepWork(
-            json.loads(step_plan_raw),
+            parse_plan(step_plan_raw),
             json.loads(input_raw),
             dependencies,
             context_bytes,
@@ -221,13 +240,52 @@ class Registry:
         """Drop the step's lease whoever holds it: only for a holder known to be dead."""
         self.client.delete(self.run_keys(run_id).claim(step))
 
-    def finish_step(self, run_id: str, step: str, token: str, result_json: str, metadata: dict[str, Any]) -> bool:
-        """Store a step's result; False when another delivery stored one first."""
-        rk = self.run_keys(run_id)
-        args: list[Any] = [step, token, result_json]
+    def finish_step(
+        self,
+        run_id: str,
+        step: str,
+        result_json: str,
+        metadata: dict[str, Any],
+        plan: dict[str, Any],
+        *,
+        route: str = "",
+        handoff_patch: str = "",
+    ) -> FinishOutcome:
+        """Store a step's result and claim what it made ready, in one round trip.
+
+        With ``plan["inline"]`` (a workflow without gates, routers or validators) the script
+        itself decides which successors are ready and whether the run is over; otherwise it only
+        stores, and the coordinator's dispatch decides. Not stored: another delivery stored first.
+        """
+        args: list[Any] = [step, run_id, result_json, route, handoff_patch, "1" if plan.get("inline") else "0"]
+        args += [plan.get("run_steps", 0), *self._ends(), len(metadata)]
         for name, value in metadata.items():
             args += [name, value]
-        return bool(self._finish(keys=[*self._base(run_id), rk.claim(step)], args=args))
+        if plan.get("inline"):
+            for successor, deps in plan.get("successors", {}).items():
+                args += [successor, len(deps), *deps]
+        reply = self._finish(keys=[*self._base(run_id), self.run_keys(run_id).claim(step)], args=args)
+        pairs = reply[2:]
+        claimed = tuple((pairs[i], parse_plan(pairs[i + 1])) for i in range(0, len(pairs), 2))
+        return FinishOutcome(bool(reply[0]), bool(reply[1]), claimed)
+
+    def step_plan(self, run_id: str, step: str) -> dict[str, Any] | None:
+        raw = self.client.hget(self.run_keys(run_id).plan, step)
+        return parse_plan(raw) if raw else None
+
+    def step_plans_of(self, run_id: str, steps: list[str]) -> dict[str, dict[str, Any]]:
+        """The plans of ``steps`` (one HMGET), in the order given."""
+        if not steps:
+            return {}
+        raws = self.client.hmget(self.run_keys(run_id).plan, steps)
+        return {step: parse_plan(raw) for step, raw in zip(steps, raws, strict=True) if raw}
+
+    def steps_in_state(self, run_id: str, steps: list[str], state: str) -> list[str]:
+        """Those of ``steps`` whose state is ``state`` now (one HMGET)."""
+        if not steps:
+            return []
+        states = self.client.hmget(self.run_keys(run_id).steps, [f"{step}.state" for step in steps])
+        return [step for step, current in zip(steps, states, strict=True) if current == state]
 
     def retry_later(self, run_id: str, step: str, token: str, error: str, attempt: int, delay_s: float) -> None:
         """A transient failure with attempts left: free the step for its retry."""

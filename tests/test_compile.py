@@ -1,14 +1,11 @@
-"""Spec -> canvas: chains for lone steps, chords for steps that feed a common step."""
+"""Spec -> plan -> step messages: each step knows its successors, so its worker can hand off."""
 
 from __future__ import annotations
 
 import json
 
-from celery import chord
-from celery.canvas import _chain
-
 from coordinator import Approval, Step, Workflow
-from coordinator.compile import canvas_for, is_gate, join_groups, ready_steps, skipped_steps, step_plans
+from coordinator.compile import agent_signature, is_gate, ready_steps, skipped_steps, step_plans
 from proj.celery import app
 
 
@@ -35,40 +32,31 @@ def test_ready_steps_follow_results_not_dispatch_order() -> None:
     assert ready_steps(plan, done={"review", "tests", "docs"}, dispatched={"review", "tests", "docs"}) == ["merge"]
 
 
-def test_steps_feeding_one_join_are_grouped_and_independent_ones_are_not() -> None:
-    wf = Workflow(
-        name="w",
-        steps=[
-            Step(name="a", agent="reviewer"),
-            Step(name="b", agent="reviewer"),
-            Step(name="c", agent="reviewer"),
-            Step(name="ab", agent="merger", after=["a", "b"]),
-            Step(name="c2", agent="merger", after=["c"]),
-        ],
-    )
-    assert join_groups(["a", "b", "c"], plan_of(wf)) == [["a", "b"], ["c"]]
+def test_each_step_plan_names_its_successors_and_their_dependencies() -> None:
+    plan = plan_of(DIAMOND)
+    assert plan["review"]["successors"] == {"tests": ["review"], "docs": ["review"]}
+    assert plan["tests"]["successors"] == {"merge": ["tests", "docs"]}
+    assert plan["merge"]["successors"] == {}
+    # No gate, router or validator: the step's own store script decides readiness and the run's end.
+    assert all(step["inline"] and step["run_steps"] == 4 for step in plan.values())
 
 
-def test_one_ready_step_is_a_chain_into_the_callback() -> None:
-    canvas = canvas_for(app, "r1", ["review"], plan_of(DIAMOND))
-    assert isinstance(canvas, _chain)
-    agent_sig, callback = canvas.tasks
-    assert agent_sig.task == "agents.reviewer"
-    assert agent_sig.kwargs == {"run_id": "r1", "step": "review"}
-    assert agent_sig.options["task_id"] == "r1.review"
-    assert callback.task == "coordinator.advance" and callback.kwargs == {"run_id": "r1"}
+def test_workflows_with_gates_routers_or_validators_are_not_inline() -> None:
+    assert not any(step.get("inline") for step in plan_of(GATED).values())
 
 
-def test_several_ready_steps_are_a_chord_with_the_callback_as_body() -> None:
-    canvas = canvas_for(app, "r1", ["tests", "docs"], plan_of(DIAMOND))
-    assert isinstance(canvas, chord)
-    assert [sig.task for sig in canvas.tasks] == ["agents.test_writer", "agents.doc_generator"]
-    assert canvas.body.task == "coordinator.advance"
+def test_a_step_message_names_its_role_run_and_step_and_stores_no_celery_result() -> None:
+    sig = agent_signature(app, "r1", "review", plan_of(DIAMOND))
+    assert sig.task == "agents.reviewer"
+    assert sig.kwargs == {"run_id": "r1", "step": "review"}
+    assert sig.options["task_id"] == "r1.review"
+    assert sig.options["ignore_result"] is True
+    assert [errback["task"] for errback in sig.options["link_error"]] == ["coordinator.step_failed"]
 
 
 def test_messages_carry_references_not_context() -> None:
-    canvas = canvas_for(app, "r1", ["review"], plan_of(DIAMOND))
-    assert len(json.dumps(canvas.tasks[0].kwargs)) < 64
+    sig = agent_signature(app, "r1", "review", plan_of(DIAMOND))
+    assert len(json.dumps(sig.kwargs)) < 64
 
 
 GATED = Workflow(

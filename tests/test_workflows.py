@@ -87,7 +87,7 @@ def test_duplicate_delivery_of_a_finished_step_does_not_run_the_body_again(clien
     run = start(Workflow(name="one", steps=[Step(name="only", agent="echo")]), input={})
     run.wait(timeout=60)
     plan = run.plan()
-    duplicate = agent_signature(app, run.id, "only", plan).clone(task_id="dup-1").apply_async()
+    duplicate = agent_signature(app, run.id, "only", plan).clone(task_id="dup-1", ignore_result=False).apply_async()
     assert duplicate.get(timeout=30)["status"] == "done"
     assert run.status().steps["only"].body_runs == 1
 
@@ -98,7 +98,7 @@ def test_two_copies_delivered_at_once_run_the_body_once(client: redis.Redis) -> 
     wait_for(lambda: run.status().steps["only"].state == "running")
     # The same message again while the first copy holds the step's lease (its own task id
     # only so this test can read the copy's outcome apart from the original's).
-    copy = agent_signature(app, run.id, "only", run.plan()).clone(task_id="copy-1").apply_async()
+    copy = agent_signature(app, run.id, "only", run.plan()).clone(task_id="copy-1", ignore_result=False).apply_async()
     run.wait(timeout=60)
     assert copy.get(timeout=30)["status"] == "done"
     assert run.status().steps["only"].body_runs == 1
@@ -123,7 +123,7 @@ def test_cancel_stops_dispatching_further_steps(client: redis.Redis) -> None:
     # ... but nothing after it is dispatched, by any callback or any delivery.
     registry = registry_for(app_settings())
     assert dispatch_ready(registry, run.id) == []
-    late = agent_signature(app, run.id, "second", run.plan()).apply_async()
+    late = agent_signature(app, run.id, "second", run.plan()).clone(ignore_result=False).apply_async()
     assert late.get(timeout=30)["status"] == "inactive"
     status = run.status()
     assert status.state == "cancelled"
