@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
 import traceback
@@ -51,7 +50,8 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
     token = f"{task.request.id}:{uuid.uuid4().hex[:12]}"
     annotate(**{"agentchord.run_id": run_id, "agentchord.step": step, "agentchord.role": role.name})
     with span("agentchord.registry.begin_step"):
-        outcome = registry.begin_step(run_id, step, token, task.request.hostname or "")
+        received_at = str(getattr(task.request, RECEIVED_AT, "") or "")
+        outcome = registry.begin_step(run_id, step, token, task.request.hostname or "", received_at)
     if outcome.status == "busy":
         # Another delivery of this step is running it; look again when its lease may be over.
         countdown = min(max(outcome.retry_in_ms / 1000.0, 0.05), _BUSY_POLL_MAX_S)
@@ -309,35 +309,18 @@ def _to_json(output: Any) -> str:
         ) from exc
 
 
+# Set on the request by the worker's main process when the message arrives; Celery hands the
+# request's fields to the pool process, where the task reads it as ``task.request.<name>``.
+RECEIVED_AT = "agentchord_received_at"
+
+
 @task_received.connect  # type: ignore[untyped-decorator]
 def _record_received(request: Any = None, **_kwargs: Any) -> None:
     """Runs in the worker's main process when a message arrives: splits queue wait into the
-    broker's part and the pool's part. Written by a background thread, so the message goes to
-    the pool without waiting for Redis (the time is the worker's clock, not the server's)."""
+    broker's part and the pool's part. The time (the worker's clock, not the server's) rides
+    along to the pool process and is written with the step's start: no Redis call here."""
     if request is None or not str(getattr(request, "name", "")).startswith("agents."):
         return
-    kwargs = request.kwargs or {}
-    if "run_id" in kwargs and "step" in kwargs:
-        _receipts.put((kwargs["run_id"], kwargs["step"], time.time()))
-        _start_receipt_writer()
-
-
-_receipts: queue.SimpleQueue[tuple[str, str, float]] = queue.SimpleQueue()
-_writer: list[threading.Thread] = []
-
-
-def _start_receipt_writer() -> None:
-    if _writer and _writer[0].is_alive():
-        return
-    thread = threading.Thread(target=_write_receipts, name="agentchord-receipts", daemon=True)
-    _writer[:] = [thread]
-    thread.start()
-
-
-def _write_receipts() -> None:
-    while True:
-        run_id, step, at = _receipts.get()
-        try:
-            registry_for(current_settings()).mark_received(run_id, step, at)
-        except Exception:
-            logger.debug("could not record receipt of %s.%s", run_id, step)
+    request_dict = getattr(request, "request_dict", None)
+    if isinstance(request_dict, dict):
+        request_dict[RECEIVED_AT] = f"{time.time():.6f}"

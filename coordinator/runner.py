@@ -32,8 +32,8 @@ from proj.errors import (
     RunNotFoundError,
     RunTimeoutError,
 )
-from proj.messages import step_task_id
-from proj.registry import TERMINAL_STATES, Event, Registry, registry_for
+from proj.messages import send_steps, step_task_id
+from proj.registry import TERMINAL_STATES, Event, Registry, parse_plan, registry_for
 from proj.settings import Settings, check_time_limit
 from proj.tracing import current_traceparent, setup_tracing, span
 
@@ -125,12 +125,7 @@ class Run:
         cancelled, :class:`RunNeedsAttentionError` if a step was escalated to an operator, and
         :class:`RunTimeoutError` if it is still going after ``timeout`` seconds.
         """
-        # Read the log position before the state, so no event between the two is missed.
-        after = self._registry.last_event_id(self.id)
-        state = self._record()["state"]
-        if state not in TERMINAL_STATES and state != "needs_attention":
-            event = self._registry.wait_event(self.id, {"run_finished", "step_failed"}, timeout, after=after)
-            state = self._record()["state"] if event is not None else state
+        state = self._registry.wait_ended(self.id, timeout) or self._record().get("state", "")
         if state == "needs_attention":
             records = self._registry.step_records(self.id)
             failed = sorted(s for s in self._registry.attention(self.id))
@@ -246,14 +241,20 @@ def start(
     traced = setup_tracing(settings)
     with span(f"agentchord.run {wf.name}", **{"agentchord.workflow": wf.name, "agentchord.run_id": run_id}):
         handoff = HandoffRecord.for_input(input or {}).model_dump_json() if wf.handoff else ""
-        created, run_id = registry.create_run(
-            run_id, wf.name, wf.to_json(), input_json, plans, idempotency_key, handoff
+        parsed = {step: parse_plan(raw) for step, raw in plans.items()}
+        # An inline workflow's first steps are claimed by the script that creates the run.
+        first = tuple(step for step, plan in parsed.items() if plan.get("inline") and not plan["after"])
+        created, run_id, claimed = registry.create_run(
+            run_id, wf.name, wf.to_json(), input_json, plans, idempotency_key, handoff, first
         )
         if created and traced:
             registry.client.hset(registry.run_keys(run_id).run, "traceparent", current_traceparent())
-        # Also on a repeated key: re-dispatching is idempotent and heals a start that crashed
-        # between creating the run and sending its first tasks.
-        dispatch_ready(registry, run_id)
+        if claimed:
+            send_steps(run_id, ((step, parsed[step]) for step in claimed))
+        else:
+            # Also on a repeated key: re-dispatching is idempotent and heals a start that
+            # crashed between creating the run and sending its first tasks.
+            dispatch_ready(registry, run_id)
     return Run(run_id, registry)
 
 

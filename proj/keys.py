@@ -32,6 +32,11 @@ class RunKeys:
         """String with a TTL: a lost attempt of ``step`` was already handled (errbacks can repeat)."""
         return f"{self.run}:lost:{step}:{attempt}"
 
+    @property
+    def ended_channel(self) -> str:
+        """Pub/sub channel (not a key): the run ended or needs an operator (wakes ``Run.wait``)."""
+        return f"{self.run}:ended"
+
     def claim(self, step: str) -> str:
         """String key with a lease: which delivery of ``step`` runs the agent body."""
         return f"{self.run}:claim:{step}"

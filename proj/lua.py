@@ -86,6 +86,7 @@ local function finish_run(state, err, ttl, idem_ttl)
   count('runs_total|' .. state)
   if redis.call('RPUSH', unfolded, run_id) > UNFOLDED_MAX then redis.call('LPOP', unfolded) end
   redis.call('XADD', events, '*', 'type', 'run_finished', 'state', state, 'at', at)
+  redis.call('PUBLISH', run .. ':ended', state)
   for i = 1, 8 do redis.call('EXPIRE', KEYS[i], ttl) end
   local idem = redis.call('HGET', run, 'idempotency_key_ref')
   if idem and idem ~= '' then redis.call('EXPIRE', idem, idem_ttl) end
@@ -94,28 +95,45 @@ end
 """
 
 # KEYS: base..., idempotency key, runs index
-# ARGV: run_id, workflow, spec, input, use_idem ('1'|'0'), prune_before, handoff_json ('' = none),
-#       step, plan_json, ...
+# ARGV: run_id, workflow, spec, input, use_idem ('1'|'0'), prune_before ('' = no pruning this
+#       time), handoff_json ('' = none), n_first, first step..., then step/plan_json pairs
+# -> {1, run_id, claimed first step...} | {0, existing run id}
 START = (
     _PRELUDE
     + """
 local idem, index = KEYS[15], KEYS[16]
+local run_id = ARGV[1]
 if ARGV[5] == '1' then
   local existing = redis.call('GET', idem)
   if existing then return {0, existing} end
-  redis.call('SET', idem, ARGV[1])
+  redis.call('SET', idem, run_id)
 end
 local at = now()
-redis.call('HSET', run, 'id', ARGV[1], 'workflow', ARGV[2], 'spec', ARGV[3], 'input', ARGV[4],
-  'state', 'running', 'created_at', at)
-if ARGV[5] == '1' then redis.call('HSET', run, 'idempotency_key_ref', idem) end
-if ARGV[7] ~= '' then redis.call('HSET', run, 'handoff', ARGV[7]) end
-for i = 8, #ARGV, 2 do redis.call('HSET', plan, ARGV[i], ARGV[i + 1]) end
+local fields = {'id', run_id, 'workflow', ARGV[2], 'spec', ARGV[3], 'input', ARGV[4], 'state', 'running',
+  'created_at', at}
+if ARGV[5] == '1' then table.insert(fields, 'idempotency_key_ref'); table.insert(fields, idem) end
+if ARGV[7] ~= '' then table.insert(fields, 'handoff'); table.insert(fields, ARGV[7]) end
+redis.call('HSET', run, unpack(fields))
+local n_first = tonumber(ARGV[8])
+redis.call('HSET', plan, unpack(ARGV, 9 + n_first))
 redis.call('XADD', events, '*', 'type', 'run_started', 'at', at)
-redis.call('ZREMRANGEBYSCORE', index, '-inf', ARGV[6])
-redis.call('ZADD', index, at, ARGV[1])
-touch(at)
-return {1, ARGV[1]}
+-- An inline workflow's first steps are claimed here, so starting a run is one round trip.
+local out = {1, run_id}
+if n_first > 0 then
+  local step_fields = {}
+  for i = 9, 8 + n_first do
+    redis.call('SADD', dispatched, ARGV[i])
+    table.insert(step_fields, ARGV[i] .. '.dispatched_at'); table.insert(step_fields, at)
+    table.insert(step_fields, ARGV[i] .. '.state'); table.insert(step_fields, 'dispatched')
+    redis.call('XADD', events, '*', 'type', 'step_dispatched', 'step', ARGV[i], 'at', at)
+    table.insert(out, ARGV[i])
+  end
+  redis.call('HSET', steps, unpack(step_fields))
+end
+if ARGV[6] ~= '' then redis.call('ZREMRANGEBYSCORE', index, '-inf', ARGV[6]) end
+redis.call('ZADD', index, at, run_id)
+touch(at, run_id)
+return out
 """
 )
 
@@ -139,7 +157,8 @@ return claimed
 )
 
 # KEYS: base..., claim
-# ARGV: step, token, lease_ms, worker
+# ARGV: step, token, lease_ms, worker, received_at ('' = unknown: the worker's clock when the
+#       message reached it)
 # -> {'missing'} | {'done'} | {'inactive', state} | {'busy', pttl_ms} | {'failed'}
 #    | {'exhausted', attempts, last_error, plan_json}
 #    | {'run', plan_json, input_json, attempt, handoff_json, dep, dep_result_json, ...}
@@ -151,20 +170,23 @@ local step = ARGV[1]
 local head = redis.call('HMGET', run, 'state', 'input', 'handoff')
 local state = head[1]
 if not state then return {'missing'} end
-if redis.call('HEXISTS', results, step) == 1 then return {'done'} end
+-- The step's state says it all: 'succeeded' is written with its result, 'failed' when it is
+-- handed to an operator (the attention set), each in the same script.
+local record = redis.call('HMGET', steps, step .. '.state', step .. '.body_runs')
+if record[1] == 'succeeded' then return {'done'} end
 if not is_active(state) then return {'inactive', state} end
-if redis.call('SISMEMBER', attention, step) == 1 then return {'failed'} end
+if record[1] == 'failed' then return {'failed'} end
 if not redis.call('SET', claim, ARGV[2], 'NX', 'PX', ARGV[3]) then
   return {'busy', tostring(redis.call('PTTL', claim))}
 end
 local step_plan = redis.call('HGET', plan, step)
 local decoded = cjson.decode(step_plan)
-local attempts = tonumber(redis.call('HGET', steps, step .. '.body_runs') or '0')
+local attempts = tonumber(record[2] or '0')
 if attempts >= tonumber(decoded['retry']['max_attempts']) then
   -- Every attempt so far ended without a result (errors, crashes, time limits): stop here.
   redis.call('DEL', claim)
   local last = redis.call('HGET', steps, step .. '.last_error') or ''
-  if last == '' or redis.call('HGET', steps, step .. '.state') == 'running' then
+  if last == '' or record[1] == 'running' then
     last = 'the worker process running it was lost'
   end
   return {'exhausted', tostring(attempts), last, step_plan}
@@ -173,9 +195,9 @@ local at = now()
 local fields = {step .. '.started_at', at, step .. '.worker', ARGV[4], step .. '.state', 'running',
   step .. '.body_runs', attempts + 1}
 if attempts == 0 then table.insert(fields, step .. '.first_started_at'); table.insert(fields, at) end
+if ARGV[5] ~= '' then table.insert(fields, step .. '.received_at'); table.insert(fields, ARGV[5]) end
+-- No event: the step's record (started_at, worker, body_runs) is the record of its start.
 redis.call('HSET', steps, unpack(fields))
-redis.call('XADD', events, '*', 'type', 'step_started', 'step', step, 'at', at, 'worker', ARGV[4],
-  'attempt', tostring(attempts + 1))
 local out = {'run', step_plan, head[2], tostring(attempts + 1), head[3] or ''}
 local after = decoded['after']
 if #after > 0 then
@@ -285,6 +307,7 @@ count('steps_total|' .. tostring(cjson.decode(redis.call('HGET', plan, step))['a
 redis.call('XADD', escalations, '*', 'run_id', redis.call('HGET', run, 'id'), 'step', step, 'error', ARGV[3],
   'traceback', ARGV[4], 'attempts', ARGV[5], 'context', results, 'at', at)
 refresh_state()
+redis.call('PUBLISH', run .. ':ended', 'needs_attention')
 touch(at)
 return 1
 """

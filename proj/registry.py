@@ -8,6 +8,7 @@ each is one atomic round trip and duplicate deliveries cannot interleave.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -105,6 +106,7 @@ class Registry:
         self.client: Any = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
+        self._local = threading.local()
         self._start = client.register_script(lua.START)
         self._dispatch = client.register_script(lua.DISPATCH)
         self._begin = client.register_script(lua.BEGIN_STEP)
@@ -153,16 +155,19 @@ class Registry:
         plan: dict[str, str],
         idempotency_key: str | None,
         handoff_json: str = "",
-    ) -> tuple[bool, str]:
-        """Create a run; with an idempotency key already used, return ``(False, that run id)``."""
+        first_steps: tuple[str, ...] = (),
+    ) -> tuple[bool, str, list[str]]:
+        """Create a run and claim ``first_steps`` for dispatch, in one round trip; with an
+        idempotency key already used, return ``(False, that run id, [])``."""
         idem_key = self.keys.idempotency(idempotency_key or run_id)
-        prune_before = time.time() - self.settings.finished_run_ttl_s
+        # The runs index is pruned by one start in 256 (run ids are random hex), not by each.
+        prune_before = f"{time.time() - self.settings.finished_run_ttl_s:.6f}" if run_id.endswith("00") else ""
         args: list[Any] = [run_id, workflow, spec_json, input_json, "1" if idempotency_key else "0"]
-        args += [f"{prune_before:.6f}", handoff_json]
+        args += [prune_before, handoff_json, len(first_steps), *first_steps]
         for step, step_plan in plan.items():
             args += [step, step_plan]
-        created, existing = self._start(keys=[*self._base(run_id), idem_key, self.keys.runs_index], args=args)
-        return bool(created), str(existing)
+        reply = self._start(keys=[*self._base(run_id), idem_key, self.keys.runs_index], args=args)
+        return bool(reply[0]), str(reply[1]), [str(step) for step in reply[2:]]
 
     def claim_dispatch(self, run_id: str, steps: list[str]) -> list[str]:
         """Mark ``steps`` dispatched; returns those this caller claimed (each is claimed once)."""
@@ -193,12 +198,14 @@ class Registry:
 
     # -- a step's life -----------------------------------------------------------------------
 
-    def begin_step(self, run_id: str, step: str, token: str, worker: str) -> BeginOutcome:
-        """Claim ``step`` with a lease and read its context, in one round trip."""
+    def begin_step(self, run_id: str, step: str, token: str, worker: str, received_at: str = "") -> BeginOutcome:
+        """Claim ``step`` with a lease and read its context, in one round trip (``received_at``:
+        when the worker took the message, by its clock, recorded with the start)."""
         began = time.perf_counter()
         rk = self.run_keys(run_id)
         lease_ms = self.settings.step_lease_s * 1000
-        reply = self._begin(keys=[*self._base(run_id), rk.claim(step)], args=[step, token, lease_ms, worker])
+        args: list[Any] = [step, token, lease_ms, worker, received_at]
+        reply = self._begin(keys=[*self._base(run_id), rk.claim(step)], args=args)
         status = reply[0]
         if status == "busy":
             return BeginOutcome("busy", retry_in_ms=max(int(reply[1]), 0))
@@ -221,10 +228,6 @@ class Registry:
             json.loads(handoff_raw) if handoff_raw else None,
         )
         return BeginOutcome("run", work=work, began_monotonic=began)
-
-    def mark_received(self, run_id: str, step: str, at: float) -> None:
-        """A worker took the step's message off the broker at ``at`` (the worker's clock)."""
-        self.client.hset(self.run_keys(run_id).steps, f"{step}.received_at", f"{at:.6f}")
 
     def extend_lease(self, run_id: str, step: str, token: str) -> bool:
         """Keep holding ``step`` while its body runs (the lease lapses if the holder dies)."""
@@ -421,14 +424,16 @@ class Registry:
         return bool(stored)
 
     def next_round(self, run_id: str, step: str, check: str, issues: list[str]) -> int:
-        """The validator failed it: the generator runs again with the critique; the new round."""
+        """The validator failed it: the generator runs again with the critique; the new round.
+        The validator step is left ``judged``, not ``succeeded``: that state means a stored
+        result, and the validator must run again on the next candidate."""
         rk = self.run_keys(run_id)
         _, round_no, _ = self.validation_state(run_id, step)
         at = f"{self.server_time():.6f}"
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(rk.steps, mapping={f"{step}.round": round_no + 1, f"{step}.feedback": json.dumps(issues),
                                          f"{step}.body_runs": 0, f"{step}.state": "dispatched",
-                                         f"{check}.body_runs": 0, f"{check}.state": "succeeded"})  # fmt: skip
+                                         f"{check}.body_runs": 0, f"{check}.state": "judged"})  # fmt: skip
             pipe.delete(rk.claim(check))
             pipe.xadd(rk.events, {"type": "validation_failed", "step": step, "round": str(round_no),
                                   "issues": json.dumps(issues), "at": at})  # fmt: skip
@@ -484,6 +489,45 @@ class Registry:
                         return _event(entry_id, fields)
             if not reply and self.client.hget(rk.run, "state") is None:
                 return None
+
+    def wait_ended(self, run_id: str, timeout_s: float) -> str | None:
+        """Block until the run is in a terminal state or needs an operator; its state, or None
+        after ``timeout_s``. Woken by the scripts' publish on the run's channel (subscribed
+        before the state is read, so an end between the two is not missed)."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            return self._wait_ended(run_id, deadline)
+        except redis.ConnectionError:
+            # The kept subscriber connection died (a Redis restart): once more on a new one.
+            self._local.pubsub = None
+            return self._wait_ended(run_id, deadline)
+
+    def _wait_ended(self, run_id: str, deadline: float) -> str | None:
+        rk = self.run_keys(run_id)
+        pubsub = self._pubsub()
+        pubsub.subscribe(rk.ended_channel)
+        try:
+            while True:
+                state = self.client.hget(rk.run, "state")
+                if state is None or state in TERMINAL_STATES or state == "needs_attention":
+                    return state  # type: ignore[no-any-return]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                # Short waits so that a lost publish cannot wedge the wait; any message (even a
+                # late one for an earlier run) only makes it read the state again.
+                pubsub.get_message(timeout=min(remaining, 1.0))
+        finally:
+            if pubsub.connection is not None:
+                pubsub.unsubscribe(rk.ended_channel)
+
+    def _pubsub(self) -> Any:
+        """This thread's subscriber connection, kept open between waits (a new connection per
+        wait would cost a connect and its handshake commands every time)."""
+        pubsub = getattr(self._local, "pubsub", None)
+        if pubsub is None:
+            pubsub = self._local.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        return pubsub
 
     def list_runs(self, limit: int = 20) -> list[dict[str, str]]:
         """The newest runs still in the registry, newest first."""

@@ -198,7 +198,6 @@ def test_event_log_records_the_run_in_order(client: redis.Redis) -> None:
     assert types == [
         ("run_started", None),
         ("step_dispatched", "only"),
-        ("step_started", "only"),
         ("step_finished", "only"),
         ("run_finished", None),
     ]
