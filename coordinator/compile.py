@@ -39,7 +39,11 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], StepPlan] | 
             branches.setdefault(router, set()).add(label)
         for dep in step.after:
             successors[dep][step.name] = step.after
-    inline = not any(s.approval or s.when or s.validation for s in workflow.steps)
+    # Inline: nothing in the workflow needs the coordinator's view of the whole run to decide
+    # what runs next (gates, routers' branches, validator loops, failures handed to a human).
+    inline = not any(
+        s.approval or s.when or s.validation or s.on_failure == "escalate_to_approval" for s in workflow.steps
+    )
     plans = {}
     for index, step in enumerate(workflow.steps):
         base = defaults(step.agent) if defaults else {"retry": RetryPolicy().model_dump()}

@@ -62,6 +62,7 @@ class Run:
     def __init__(self, run_id: str, registry: Registry) -> None:
         self.id = run_id
         self._registry = registry
+        self._plan: dict[str, dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"Run({self.id!r})"
@@ -78,7 +79,10 @@ class Run:
         return HandoffRecord.model_validate_json(raw) if raw else None
 
     def plan(self) -> dict[str, dict[str, Any]]:
-        return self._registry.snapshot(self.id).plan
+        """Each step's plan, in the workflow's order (written once at start: read once, kept)."""
+        if self._plan is None:
+            self._plan = self._registry.plan_of(self.id)
+        return self._plan
 
     def status(self) -> RunStatus:
         record = self._record()

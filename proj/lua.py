@@ -61,25 +61,32 @@ local function refresh_state()
   end
   redis.call('HSET', run, 'state', state)
 end
-local function finish_run(state, err, ttl, idem_ttl)
-  if not is_active(redis.call('HGET', run, 'state')) then return 0 end
-  local at = now()
-  redis.call('HSET', run, 'state', state, 'finished_at', at)
-  if err and err ~= '' then redis.call('HSET', run, 'error', err) end
-  -- Close the run's pending approvals: resuming them later changes nothing.
-  local run_id = redis.call('HGET', run, 'id')
-  local decisions = redis.call('HGETALL', approvals)
-  for i = 1, #decisions, 2 do
-    local gate = decisions[i]
-    local akey = run .. ':approval:' .. gate
-    if string.sub(decisions[i + 1], 1, 6) ~= 'route:' then  -- routers' choices are not gates
-      if redis.call('HGET', akey, 'state') == 'pending' then
-        redis.call('HSET', akey, 'state', 'closed', 'closed_reason', 'run ' .. state, 'decided_at', at)
-        redis.call('HSET', approvals, gate, 'closed')
+-- ``inline``: a run of an inline workflow ending 'succeeded' from its last step's script; it has
+-- no approvals (inline workflows have no gates, routers, validators or escalations to a human)
+-- and no steps waiting for an operator (every step has a result), so those keys do not exist.
+local function finish_run(state, err, ttl, idem_ttl, at, inline)
+  local head = redis.call('HMGET', run, 'state', 'id', 'idempotency_key_ref')
+  if not is_active(head[1]) then return 0 end
+  local run_id = head[2]
+  at = at or now()
+  local fields = {'state', state, 'finished_at', at}
+  if err and err ~= '' then table.insert(fields, 'error'); table.insert(fields, err) end
+  redis.call('HSET', run, unpack(fields))
+  if not inline then
+    -- Close the run's pending approvals: resuming them later changes nothing.
+    local decisions = redis.call('HGETALL', approvals)
+    for i = 1, #decisions, 2 do
+      local gate = decisions[i]
+      local akey = run .. ':approval:' .. gate
+      if string.sub(decisions[i + 1], 1, 6) ~= 'route:' then  -- routers' choices are not gates
+        if redis.call('HGET', akey, 'state') == 'pending' then
+          redis.call('HSET', akey, 'state', 'closed', 'closed_reason', 'run ' .. state, 'decided_at', at)
+          redis.call('HSET', approvals, gate, 'closed')
+        end
+        redis.call('ZREM', pending_index, run_id .. '.' .. gate)
+        redis.call('ZREM', deadline_index, run_id .. '.' .. gate)
+        redis.call('EXPIRE', akey, ttl)
       end
-      redis.call('ZREM', pending_index, run_id .. '.' .. gate)
-      redis.call('ZREM', deadline_index, run_id .. '.' .. gate)
-      redis.call('EXPIRE', akey, ttl)
     end
   end
   redis.call('ZREM', active_index, run_id)
@@ -87,9 +94,10 @@ local function finish_run(state, err, ttl, idem_ttl)
   if redis.call('RPUSH', unfolded, run_id) > UNFOLDED_MAX then redis.call('LPOP', unfolded) end
   redis.call('XADD', events, '*', 'type', 'run_finished', 'state', state, 'at', at)
   redis.call('PUBLISH', run .. ':ended', state)
-  for i = 1, 8 do redis.call('EXPIRE', KEYS[i], ttl) end
-  local idem = redis.call('HGET', run, 'idempotency_key_ref')
-  if idem and idem ~= '' then redis.call('EXPIRE', idem, idem_ttl) end
+  local durable = 8
+  if inline then durable = 6 end  -- approvals and attention (KEYS[7], KEYS[8]) do not exist
+  for i = 1, durable do redis.call('EXPIRE', KEYS[i], ttl) end
+  if head[3] and head[3] ~= '' then redis.call('EXPIRE', head[3], idem_ttl) end
   return 1
 end
 """
@@ -248,6 +256,8 @@ if ARGV[6] ~= '1' or (state ~= 'running' and state ~= 'waiting_approval') then
   return out
 end
 local i = 11 + 2 * n_meta
+local sink = i > #ARGV
+local claimed, claim_fields = {}, {}
 while i <= #ARGV do
   local successor, n_deps = ARGV[i], tonumber(ARGV[i + 1])
   local ready = true
@@ -255,15 +265,25 @@ while i <= #ARGV do
     if ARGV[j] ~= step and redis.call('HEXISTS', results, ARGV[j]) == 0 then ready = false; break end
   end
   if ready and redis.call('SADD', dispatched, successor) == 1 then
-    redis.call('HSET', steps, successor .. '.dispatched_at', at, successor .. '.state', 'dispatched')
+    table.insert(claim_fields, successor .. '.dispatched_at'); table.insert(claim_fields, at)
+    table.insert(claim_fields, successor .. '.state'); table.insert(claim_fields, 'dispatched')
     redis.call('XADD', events, '*', 'type', 'step_dispatched', 'step', successor, 'at', at)
-    table.insert(out, successor)
-    table.insert(out, redis.call('HGET', plan, successor))
+    table.insert(claimed, successor)
   end
   i = i + 2 + n_deps
 end
-if redis.call('HLEN', results) >= tonumber(ARGV[7]) then
-  out[2] = finish_run('succeeded', '', ARGV[8], ARGV[9])
+if #claimed > 0 then
+  redis.call('HSET', steps, unpack(claim_fields))
+  local plans = redis.call('HMGET', plan, unpack(claimed))
+  for k, successor in ipairs(claimed) do
+    table.insert(out, successor)
+    table.insert(out, plans[k])
+  end
+end
+-- Only a step nothing follows can be the run's last (every other one just claimed or waits on
+-- a successor), so only such a step counts the results.
+if sink and redis.call('HLEN', results) >= tonumber(ARGV[7]) then
+  out[2] = finish_run('succeeded', '', ARGV[8], ARGV[9], at, true)
 else
   touch(at, run_id)
 end

@@ -196,6 +196,11 @@ class Registry:
             traceparent=traceparent or "",
         )
 
+    def plan_of(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The run's step plans in the order the workflow declared them (one HGETALL)."""
+        steps = {step: parse_plan(raw) for step, raw in self.client.hgetall(self.run_keys(run_id).plan).items()}
+        return dict(sorted(steps.items(), key=lambda item: item[1].get("index", 0)))
+
     # -- a step's life -----------------------------------------------------------------------
 
     def begin_step(self, run_id: str, step: str, token: str, worker: str, received_at: str = "") -> BeginOutcome:
