@@ -85,8 +85,8 @@ def _qualname(function: AgentFunction) -> str:
 def _make_task(entry: AgentRole) -> None:
     from agents.runtime import execute_step
 
-    def run_agent_step(task: Task, run_id: str, step: str) -> dict[str, Any]:
-        return execute_step(task, entry, run_id, step)
+    def run_agent_step(task: Task, run_id: str, step: str, plan: str = "") -> dict[str, Any]:
+        return execute_step(task, entry, run_id, step, plan)
 
     run_agent_step.__name__ = f"{entry.name}_step"
     app.task(

@@ -43,15 +43,23 @@ VALIDATE_TASK = "coordinator.validate_candidate"
 RERUN_TASK = "coordinator.rerun_step"
 
 
-def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[str, Any]:
-    """The body of every agent task. Returns a small reference, never the output itself."""
+def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_digest: str = "") -> dict[str, Any]:
+    """The body of every agent task. Returns a small reference, never the output itself.
+
+    ``plan_digest`` names the run's plan (messages carry it, so the plan comes from this
+    process's cache, not from Redis); a message without it reads the digest from the run."""
     settings = current_settings()
     registry = registry_for(settings)
     token = f"{task.request.id}:{uuid.uuid4().hex[:12]}"
     annotate(**{"agentchord.run_id": run_id, "agentchord.step": step, "agentchord.role": role.name})
+    plan_digest = plan_digest or registry.plan_digest_of(run_id)
+    plans = registry.plan_by_digest(plan_digest) if plan_digest else {}
+    if step not in plans:
+        logger.warning("step %s of run %s not run: no such run or step (or its plan expired)", step, run_id)
+        return {"run_id": run_id, "step": step, "status": "missing"}
     with span("agentchord.registry.begin_step"):
         received_at = str(getattr(task.request, RECEIVED_AT, "") or "")
-        outcome = registry.begin_step(run_id, step, token, task.request.hostname or "", received_at)
+        outcome = registry.begin_step(run_id, step, token, task.request.hostname or "", plans[step], received_at)
     if outcome.status == "busy":
         # Another delivery of this step is running it; look again when its lease may be over.
         countdown = min(max(outcome.retry_in_ms / 1000.0, 0.05), _BUSY_POLL_MAX_S)
@@ -63,7 +71,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
     if outcome.status == "done":
         # A duplicate delivery, maybe of a message whose first worker died after storing the
         # result and before sending what it claimed: make sure the successors were sent.
-        resend_claimed_successors(registry, run_id, step)
+        resend_claimed_successors(registry, run_id, step, plans, plan_digest)
         return {"run_id": run_id, "step": step, "status": "done"}
     if outcome.status != "run" or outcome.work is None:
         # "inactive"/"missing": the run ended or expired; "failed": it waits for an operator.
@@ -127,14 +135,14 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str) -> dict[st
     with span("agentchord.registry.finish_step"):
         metadata = _metadata(body_s, meter, work, run_started)
         finished = registry.finish_step(
-            run_id, step, result_json, metadata, work.plan, route=route, handoff_patch=handoff_patch
+            run_id, step, result_json, metadata, plans, route=route, handoff_patch=handoff_patch
         )
     for hook in AFTER_STORE_HOOKS:
         hook(context)
     if not finished.stored:
-        resend_claimed_successors(registry, run_id, step)
+        resend_claimed_successors(registry, run_id, step, plans, plan_digest)
     elif work.plan.get("inline"):
-        send_steps(run_id, finished.claimed)
+        send_steps(run_id, finished.claimed, plan_digest)
     else:
         dispatch(registry, run_id)
     return {"run_id": run_id, "step": step, "status": "succeeded"}
@@ -163,18 +171,18 @@ def dispatch(registry: Registry, run_id: str) -> None:
     _dispatchers[0](registry, run_id)
 
 
-def resend_claimed_successors(registry: Registry, run_id: str, step: str) -> list[str]:
+def resend_claimed_successors(
+    registry: Registry, run_id: str, step: str, plans: dict[str, dict[str, Any]], plan_digest: str
+) -> list[str]:
     """Send again the successors ``step`` claimed that never started: its worker may have died
     between storing the result and sending them. A copy of a message already queued is harmless
     (a step runs its body once); returns the steps sent."""
-    plan = registry.step_plan(run_id, step)
-    if plan is None:
-        return []
+    plan = plans[step]
     if not plan.get("inline"):
         dispatch(registry, run_id)
         return []
     waiting = registry.steps_in_state(run_id, list(plan.get("successors", {})), "dispatched")
-    return send_steps(run_id, registry.step_plans_of(run_id, waiting).items())
+    return send_steps(run_id, ((name, plans[name]) for name in waiting), plan_digest)
 
 
 def _validation_inputs(
@@ -255,9 +263,9 @@ def give_up(
     plan: dict[str, Any],
 ) -> None:
     """Escalate a step that will not be retried: to an operator, or to a human approval."""
-    if registry.escalate(run_id, step, token, error, trace, attempts) and plan.get("on_failure") == (
-        "escalate_to_approval"
-    ):
+    if registry.escalate(run_id, step, token, error, trace, attempts, plan.get("agent") or "") and plan.get(
+        "on_failure"
+    ) == ("escalate_to_approval"):
         app.send_task(ESCALATE_TO_APPROVAL_TASK, kwargs={"run_id": run_id, "step": step, "error": error})
 
 

@@ -97,7 +97,7 @@ def step_lost(run_id: str, step: str, error: str) -> str:
     if attempts < policy.max_attempts:
         delay = policy.delay_s(attempts)
         registry.retry_later(run_id, step, "*", error, attempts, delay)
-        send_step(run_id, step, plan, countdown=delay)
+        send_step(run_id, step, plan, snapshot.plan_digest, countdown=delay)
         return "retrying"
     registry.release_claim(run_id, step)
     give_up(registry, run_id, step, "*", f"gave up after {attempts} attempt(s): {error}", "", attempts, plan)
@@ -136,10 +136,11 @@ def warn_about_eviction(**_kwargs: Any) -> None:
 def validate_candidate(run_id: str, step: str) -> str:
     """Send a validated step's candidate to its validator, on the validator role's queue."""
     registry = registry_for(current_settings())
-    plan = registry.snapshot(run_id).plan
+    snapshot = registry.snapshot(run_id)
+    plan = snapshot.plan
     check: str = plan[step]["validation"]["check_step"]
     _, round_no, _ = registry.validation_state(run_id, step)
-    send_step(run_id, check, plan[check], task_id=f"{run_id}.{check}.r{round_no}")
+    send_step(run_id, check, plan[check], snapshot.plan_digest, task_id=f"{run_id}.{check}.r{round_no}")
     return check
 
 
@@ -147,6 +148,6 @@ def validate_candidate(run_id: str, step: str) -> str:
 def rerun_step(run_id: str, step: str) -> None:
     """Run a validated step again (a new round, with the validator's critique)."""
     registry = registry_for(current_settings())
-    plan = registry.snapshot(run_id).plan
+    snapshot = registry.snapshot(run_id)
     _, round_no, _ = registry.validation_state(run_id, step)
-    send_step(run_id, step, plan[step], task_id=f"{run_id}.{step}.r{round_no}")
+    send_step(run_id, step, snapshot.plan[step], snapshot.plan_digest, task_id=f"{run_id}.{step}.r{round_no}")

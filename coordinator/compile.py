@@ -9,6 +9,7 @@ the run. Workflows with gates, routers or validators are dispatched by :mod:`coo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from graphlib import TopologicalSorter
@@ -87,6 +88,13 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], StepPlan] | 
             )
         plans[step.name] = json.dumps(plan)
     return plans
+
+
+def plan_digest(plans: dict[str, str]) -> str:
+    """The content digest that names a workflow version's plan: runs of the same version (same
+    steps, same resolved policies) share one stored plan and every process's cached copy."""
+    canonical = json.dumps(sorted(plans.items()), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 
 def check_step_name(step: str) -> str:

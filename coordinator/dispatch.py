@@ -33,7 +33,8 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
     for gate in gates:
         park_gate(registry, registry.settings, run_id, gate, snapshot.plan)
     with within_run_trace(snapshot.traceparent):
-        send_steps(run_id, ((step, snapshot.plan[step]) for step in claimed if step not in gates))
+        agents = ((step, snapshot.plan[step]) for step in claimed if step not in gates)
+        send_steps(run_id, agents, snapshot.plan_digest)
     return claimed
 
 

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from coordinator.timing import compute_timings
-from proj.registry import Registry, parse_plan
+from proj.registry import Registry
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RATIO_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0)
@@ -50,13 +50,13 @@ def fold_ended_runs(registry: Registry, batch: int = 200) -> int:
             for run_id in run_ids:
                 rk = keys.run(run_id)
                 pipe.hgetall(rk.run)
-                pipe.hgetall(rk.plan)
                 pipe.hgetall(rk.steps)
             replies = pipe.execute()
         with client.pipeline(transaction=False) as pipe:
-            for i in range(0, len(replies), 3):
-                run, raw_plan, raw_steps = replies[i : i + 3]
-                _fold_run(pipe, registry, run, {k: parse_plan(v) for k, v in raw_plan.items()}, raw_steps)
+            for i in range(0, len(replies), 2):
+                run, raw_steps = replies[i : i + 2]
+                plan = registry.plan_by_digest(run["plan"]) if run.get("plan") else {}
+                _fold_run(pipe, registry, run, plan, raw_steps)
             pipe.execute()
         folded += len(run_ids)
     return folded

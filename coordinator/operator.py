@@ -23,7 +23,8 @@ def retry_step(registry: Registry, run_id: str, step: str, actor: str = "operato
     """Run a failed step again, with a fresh set of attempts; the run continues from there."""
     if not registry.operator_retry(run_id, step, actor):
         raise StepStateError(run_id, step, "retry", _state_of(registry, run_id, step))
-    send_step(run_id, step, registry.snapshot(run_id).plan[step])
+    snapshot = registry.snapshot(run_id)
+    send_step(run_id, step, snapshot.plan[step], snapshot.plan_digest)
 
 
 def skip_step(registry: Registry, run_id: str, step: str, output: Any, actor: str = "operator") -> None:

@@ -18,7 +18,7 @@ import agents
 from agents.handoff import HandoffRecord
 from coordinator.approvals import Decision, resume
 from coordinator.checkpoints import ApprovalView, approval_id, get_approval
-from coordinator.compile import skipped_steps, step_plans
+from coordinator.compile import plan_digest, skipped_steps, step_plans
 from coordinator.dispatch import dispatch_ready
 from coordinator.operator import abort_run, retry_step, skip_step
 from coordinator.specs import Step, Workflow, resolve_workflow
@@ -33,7 +33,7 @@ from proj.errors import (
     RunTimeoutError,
 )
 from proj.messages import send_steps, step_task_id
-from proj.registry import TERMINAL_STATES, Event, Registry, parse_plan, registry_for
+from proj.registry import TERMINAL_STATES, Event, Registry, registry_for
 from proj.settings import Settings, check_time_limit
 from proj.tracing import current_traceparent, setup_tracing, span
 
@@ -245,16 +245,18 @@ def start(
     traced = setup_tracing(settings)
     with span(f"agentchord.run {wf.name}", **{"agentchord.workflow": wf.name, "agentchord.run_id": run_id}):
         handoff = HandoffRecord.for_input(input or {}).model_dump_json() if wf.handoff else ""
-        parsed = {step: parse_plan(raw) for step, raw in plans.items()}
+        digest = plan_digest(plans)
+        registry.store_plan(digest, plans)
+        parsed = registry.plan_by_digest(digest)
         # An inline workflow's first steps are claimed by the script that creates the run.
         first = tuple(step for step, plan in parsed.items() if plan.get("inline") and not plan["after"])
         created, run_id, claimed = registry.create_run(
-            run_id, wf.name, wf.to_json(), input_json, plans, idempotency_key, handoff, first
+            run_id, wf.name, wf.to_json(), input_json, digest, idempotency_key, handoff, first
         )
         if created and traced:
             registry.client.hset(registry.run_keys(run_id).run, "traceparent", current_traceparent())
         if claimed:
-            send_steps(run_id, ((step, parsed[step]) for step in claimed))
+            send_steps(run_id, ((step, parsed[step]) for step in claimed), digest)
         else:
             # Also on a repeated key: re-dispatching is idempotent and heals a start that
             # crashed between creating the run and sending its first tasks.

@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 def redrive(registry: Registry, run_id: str) -> list[str]:
     """Re-send the run's orphaned steps and dispatch what is ready; returns the re-sent steps."""
     snapshot = registry.snapshot(run_id)
+    if snapshot.plan_digest and snapshot.state in ("running", "waiting_approval", "needs_attention"):
+        # An open run keeps its workflow version's plan, however long it waits.
+        registry.keep_plan(snapshot.plan_digest)
     if snapshot.state != "running":
         # Parked or waiting for an operator: waiting is what it should do. Ended: drop it.
         if snapshot.state not in ("waiting_approval", "needs_attention"):
@@ -39,7 +42,7 @@ def redrive(registry: Registry, run_id: str) -> list[str]:
         and registry.claim_holder(run_id, step) is None
     ]
     for step in orphans:
-        send_step(run_id, step, snapshot.plan[step])
+        send_step(run_id, step, snapshot.plan[step], snapshot.plan_digest)
         registry.add_event(run_id, "step_redriven", step=step)
     dispatch_ready(registry, run_id)
     registry.touch_active(run_id)

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 class RunKeys:
     """The keys of one run."""
 
-    run: str  # hash: workflow, spec, input, state, timestamps, error
-    plan: str  # hash: step -> {"agent", "after", "params"} (JSON), written once at start
+    run: str  # hash: workflow, spec, input, state, timestamps, error, plan (its digest)
     results: str  # hash: step -> output (JSON); a field here means "step done"
     steps: str  # hash: "<step>.<field>" -> timing/metadata of each step
     dispatched: str  # set: steps whose task messages were sent
@@ -46,7 +45,6 @@ class RunKeys:
         """The keys that live as long as the run (all but claims, which carry their own TTL)."""
         return [
             self.run,
-            self.plan,
             self.results,
             self.steps,
             self.dispatched,
@@ -66,7 +64,6 @@ class Keys:
         base = f"{self.prefix}:run:{{{run_id}}}"
         return RunKeys(
             run=base,
-            plan=f"{base}:plan",
             results=f"{base}:results",
             steps=f"{base}:steps",
             dispatched=f"{base}:dispatched",
@@ -74,6 +71,11 @@ class Keys:
             approvals=f"{base}:approvals",
             attention=f"{base}:attention",
         )
+
+    def plan(self, digest: str) -> str:
+        """Hash: step -> step plan (JSON) of one workflow version, shared by all its runs and
+        named by its content digest (:func:`coordinator.compile.plan_digest`)."""
+        return f"{self.prefix}:plan:{digest}"
 
     def idempotency(self, key: str) -> str:
         """String: a start idempotency key -> the run id it started."""

@@ -1,10 +1,12 @@
 """The registry's Lua scripts: each step transition is one atomic Redis round trip.
 
-Every run script takes the same fourteen keys first (see ``Registry._base``): the run's durable
-keys in :attr:`RunKeys.durable` order (run, plan, results, steps, dispatched, events,
-approvals, attention), then the global indexes (pending approvals, approval deadlines, active
-runs, the escalation stream), the metrics hash and the list of runs whose measures are not yet
-folded into it. A script's own extra keys follow, from ``KEYS[15]``. Timestamps come
+Every run script takes the same thirteen keys first (see ``Registry._base``): the run's durable
+keys in :attr:`RunKeys.durable` order (run, results, steps, dispatched, events, approvals,
+attention), then the global indexes (pending approvals, approval deadlines, active runs, the
+escalation stream), the metrics hash and the list of runs whose measures are not yet folded
+into it. A script's own extra keys follow, from ``KEYS[14]``. No script reads a step plan: plans
+are stored once per workflow version and every process holds the ones it uses (the caller
+passes what a script needs, such as a step's dependencies). Timestamps come
 from the Redis server's clock (``TIME``), so times recorded by different machines share one clock.
 """
 
@@ -12,10 +14,10 @@ from __future__ import annotations
 
 # Shared prelude: the server clock, the run's state machine, and how a run ends.
 _PRELUDE = """
-local run, plan, results, steps = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local dispatched, events, approvals, attention = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local pending_index, deadline_index, active_index, escalations = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local metrics, unfolded = KEYS[13], KEYS[14]
+local run, results, steps, dispatched = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local events, approvals, attention = KEYS[5], KEYS[6], KEYS[7]
+local pending_index, deadline_index, active_index, escalations = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local metrics, unfolded = KEYS[12], KEYS[13]
 -- Runs whose per-step measures wait to be folded into the metrics hash by the next scrape
 -- (coordinator/metrics.py): reporting stays off the step path. Bounded, so that a deployment
 -- nobody scrapes keeps no growing backlog (the oldest runs then go uncounted).
@@ -94,8 +96,8 @@ local function finish_run(state, err, ttl, idem_ttl, at, inline)
   if redis.call('RPUSH', unfolded, run_id) > UNFOLDED_MAX then redis.call('LPOP', unfolded) end
   redis.call('XADD', events, '*', 'type', 'run_finished', 'state', state, 'at', at)
   redis.call('PUBLISH', run .. ':ended', state)
-  local durable = 8
-  if inline then durable = 6 end  -- approvals and attention (KEYS[7], KEYS[8]) do not exist
+  local durable = 7
+  if inline then durable = 5 end  -- approvals and attention (KEYS[6], KEYS[7]) do not exist
   for i = 1, durable do redis.call('EXPIRE', KEYS[i], ttl) end
   if head[3] and head[3] ~= '' then redis.call('EXPIRE', head[3], idem_ttl) end
   return 1
@@ -104,12 +106,13 @@ end
 
 # KEYS: base..., idempotency key, runs index
 # ARGV: run_id, workflow, spec, input, use_idem ('1'|'0'), prune_before ('' = no pruning this
-#       time), handoff_json ('' = none), n_first, first step..., then step/plan_json pairs
+#       time), handoff_json ('' = none), plan digest (its plan is stored apart, once per
+#       workflow version), n_first, first step...
 # -> {1, run_id, claimed first step...} | {0, existing run id}
 START = (
     _PRELUDE
     + """
-local idem, index = KEYS[15], KEYS[16]
+local idem, index = KEYS[14], KEYS[15]
 local run_id = ARGV[1]
 if ARGV[5] == '1' then
   local existing = redis.call('GET', idem)
@@ -118,18 +121,17 @@ if ARGV[5] == '1' then
 end
 local at = now()
 local fields = {'id', run_id, 'workflow', ARGV[2], 'spec', ARGV[3], 'input', ARGV[4], 'state', 'running',
-  'created_at', at}
+  'created_at', at, 'plan', ARGV[8]}
 if ARGV[5] == '1' then table.insert(fields, 'idempotency_key_ref'); table.insert(fields, idem) end
 if ARGV[7] ~= '' then table.insert(fields, 'handoff'); table.insert(fields, ARGV[7]) end
 redis.call('HSET', run, unpack(fields))
-local n_first = tonumber(ARGV[8])
-redis.call('HSET', plan, unpack(ARGV, 9 + n_first))
+local n_first = tonumber(ARGV[9])
 redis.call('XADD', events, '*', 'type', 'run_started', 'at', at)
 -- An inline workflow's first steps are claimed here, so starting a run is one round trip.
 local out = {1, run_id}
 if n_first > 0 then
   local step_fields = {}
-  for i = 9, 8 + n_first do
+  for i = 10, 9 + n_first do
     redis.call('SADD', dispatched, ARGV[i])
     table.insert(step_fields, ARGV[i] .. '.dispatched_at'); table.insert(step_fields, at)
     table.insert(step_fields, ARGV[i] .. '.state'); table.insert(step_fields, 'dispatched')
@@ -166,14 +168,15 @@ return claimed
 
 # KEYS: base..., claim
 # ARGV: step, token, lease_ms, worker, received_at ('' = unknown: the worker's clock when the
-#       message reached it)
+#       message reached it), max_attempts, then the step's dependencies (from its plan, which
+#       the worker holds: no plan is read here)
 # -> {'missing'} | {'done'} | {'inactive', state} | {'busy', pttl_ms} | {'failed'}
-#    | {'exhausted', attempts, last_error, plan_json}
-#    | {'run', plan_json, input_json, attempt, handoff_json, dep, dep_result_json, ...}
+#    | {'exhausted', attempts, last_error}
+#    | {'run', input_json, attempt, handoff_json, dep, dep_result_json, ...}
 BEGIN_STEP = (
     _PRELUDE
     + """
-local claim = KEYS[15]
+local claim = KEYS[14]
 local step = ARGV[1]
 local head = redis.call('HMGET', run, 'state', 'input', 'handoff')
 local state = head[1]
@@ -187,17 +190,15 @@ if record[1] == 'failed' then return {'failed'} end
 if not redis.call('SET', claim, ARGV[2], 'NX', 'PX', ARGV[3]) then
   return {'busy', tostring(redis.call('PTTL', claim))}
 end
-local step_plan = redis.call('HGET', plan, step)
-local decoded = cjson.decode(step_plan)
 local attempts = tonumber(record[2] or '0')
-if attempts >= tonumber(decoded['retry']['max_attempts']) then
+if attempts >= tonumber(ARGV[6]) then
   -- Every attempt so far ended without a result (errors, crashes, time limits): stop here.
   redis.call('DEL', claim)
   local last = redis.call('HGET', steps, step .. '.last_error') or ''
   if last == '' or record[1] == 'running' then
     last = 'the worker process running it was lost'
   end
-  return {'exhausted', tostring(attempts), last, step_plan}
+  return {'exhausted', tostring(attempts), last}
 end
 local at = now()
 local fields = {step .. '.started_at', at, step .. '.worker', ARGV[4], step .. '.state', 'running',
@@ -206,13 +207,12 @@ if attempts == 0 then table.insert(fields, step .. '.first_started_at'); table.i
 if ARGV[5] ~= '' then table.insert(fields, step .. '.received_at'); table.insert(fields, ARGV[5]) end
 -- No event: the step's record (started_at, worker, body_runs) is the record of its start.
 redis.call('HSET', steps, unpack(fields))
-local out = {'run', step_plan, head[2], tostring(attempts + 1), head[3] or ''}
-local after = decoded['after']
-if #after > 0 then
-  local values = redis.call('HMGET', results, unpack(after))
-  for i, dep in ipairs(after) do
-    table.insert(out, dep)
-    table.insert(out, values[i])
+local out = {'run', head[2], tostring(attempts + 1), head[3] or ''}
+if #ARGV > 6 then
+  local values = redis.call('HMGET', results, unpack(ARGV, 7))
+  for i = 7, #ARGV do
+    table.insert(out, ARGV[i])
+    table.insert(out, values[i - 6])
   end
 end
 return out
@@ -226,11 +226,11 @@ return out
 #       inline ('1': this script decides readiness; '0': the coordinator's dispatch does),
 #       real_steps (how many results end the run), ttl_s, idem_ttl_s, n_meta,
 #       meta field/value pairs (n_meta of them), then per successor: name, n_deps, deps...
-# -> {stored (1|0), run_finished (1|0), claimed_step, claimed_plan_json, ...}
+# -> {stored (1|0), run_finished (1|0), claimed step...}
 FINISH_STEP = (
     _PRELUDE
     + """
-local claim, step, run_id, result = KEYS[15], ARGV[1], ARGV[2], ARGV[3]
+local claim, step, run_id, result = KEYS[14], ARGV[1], ARGV[2], ARGV[3]
 -- Whoever holds the lease now, the step has a result (this one or an earlier one): free it.
 redis.call('DEL', claim)
 local at = now()
@@ -274,11 +274,7 @@ while i <= #ARGV do
 end
 if #claimed > 0 then
   redis.call('HSET', steps, unpack(claim_fields))
-  local plans = redis.call('HMGET', plan, unpack(claimed))
-  for k, successor in ipairs(claimed) do
-    table.insert(out, successor)
-    table.insert(out, plans[k])
-  end
+  for _, successor in ipairs(claimed) do table.insert(out, successor) end
 end
 -- Only a step nothing follows can be the run's last (every other one just claimed or waits on
 -- a successor), so only such a step counts the results.
@@ -296,7 +292,7 @@ return out
 RETRY_LATER = (
     _PRELUDE
     + """
-local claim, step = KEYS[15], ARGV[1]
+local claim, step = KEYS[14], ARGV[1]
 if ARGV[2] == '*' or redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 local at = now()
 redis.call('HSET', steps, step .. '.state', 'retrying', step .. '.last_error', ARGV[3])
@@ -309,11 +305,11 @@ return 1
 )
 
 # A failure nobody should retry automatically: the step waits for an operator.
-# KEYS: base..., claim   ARGV: step, token ('*': whoever holds it), error, traceback, attempts
+# KEYS: base..., claim   ARGV: step, token ('*': whoever holds it), error, traceback, attempts, role
 ESCALATE = (
     _PRELUDE
     + """
-local claim, step = KEYS[15], ARGV[1]
+local claim, step = KEYS[14], ARGV[1]
 if ARGV[2] == '*' or redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 if not is_active(redis.call('HGET', run, 'state')) then return 0 end
 if redis.call('HEXISTS', results, step) == 1 then return 0 end
@@ -323,7 +319,7 @@ redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'failed'
   step .. '.last_error', ARGV[3])
 redis.call('XADD', events, '*', 'type', 'step_failed', 'step', step, 'at', at, 'error', ARGV[3],
   'attempts', ARGV[5])
-count('steps_total|' .. tostring(cjson.decode(redis.call('HGET', plan, step))['agent']) .. '|failed')
+count('steps_total|' .. ARGV[6] .. '|failed')
 redis.call('XADD', escalations, '*', 'run_id', redis.call('HGET', run, 'id'), 'step', step, 'error', ARGV[3],
   'traceback', ARGV[4], 'attempts', ARGV[5], 'context', results, 'at', at)
 refresh_state()
@@ -378,7 +374,7 @@ return finish_run(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 PARK = (
     _PRELUDE
     + """
-local akey, step, approval_id = KEYS[15], ARGV[1], ARGV[2]
+local akey, step, approval_id = KEYS[14], ARGV[1], ARGV[2]
 if not is_active(redis.call('HGET', run, 'state')) then return 0 end
 if redis.call('EXISTS', akey) == 1 then return 0 end
 local at = now()
@@ -407,7 +403,7 @@ return 1
 DECIDE = (
     _PRELUDE
     + """
-local akey, step, approval_id, decision = KEYS[15], ARGV[1], ARGV[2], ARGV[3]
+local akey, step, approval_id, decision = KEYS[14], ARGV[1], ARGV[2], ARGV[3]
 local astate = redis.call('HGET', akey, 'state')
 if not astate then return {'missing'} end
 if astate == 'closed' then return {'closed', redis.call('HGET', akey, 'closed_reason') or 'closed'} end

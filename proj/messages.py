@@ -44,13 +44,27 @@ def step_message_options(run_id: str, step: str, plan: dict[str, Any]) -> dict[s
     return options
 
 
+def step_kwargs(run_id: str, step: str, plan_digest: str = "") -> dict[str, str]:
+    """A step message's arguments: references only (the run, the step, the plan's digest)."""
+    kwargs = {"run_id": run_id, "step": step}
+    if plan_digest:
+        kwargs["plan"] = plan_digest
+    return kwargs
+
+
 def send_step(
-    run_id: str, step: str, plan: dict[str, Any], *, countdown: float | None = None, task_id: str | None = None
+    run_id: str,
+    step: str,
+    plan: dict[str, Any],
+    plan_digest: str = "",
+    *,
+    countdown: float | None = None,
+    task_id: str | None = None,
 ) -> SentStep:
     """Send one step of ``run_id`` (its plan says which role) to that role's queue."""
     sent: SentStep = app.send_task(
         agent_task_name(plan["agent"]),
-        kwargs={"run_id": run_id, "step": step},
+        kwargs=step_kwargs(run_id, step, plan_digest),
         task_id=task_id or step_task_id(run_id, step),
         countdown=countdown,
         ignore_result=True,
@@ -61,10 +75,10 @@ def send_step(
     return sent
 
 
-def send_steps(run_id: str, steps: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
+def send_steps(run_id: str, steps: Iterable[tuple[str, dict[str, Any]]], plan_digest: str = "") -> list[str]:
     """Send each ``(step, plan)``; returns the steps sent."""
     sent = []
     for step, plan in steps:
-        send_step(run_id, step, plan)
+        send_step(run_id, step, plan, plan_digest)
         sent.append(step)
     return sent

@@ -60,6 +60,9 @@ class FinishOutcome:
     claimed: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
+_PLAN_CACHE_SIZE = 512
+
+
 @lru_cache(maxsize=4096)
 def parse_plan(raw: str) -> dict[str, Any]:
     """A step plan from its stored JSON. Cached: every run of a workflow version stores the same
@@ -79,6 +82,7 @@ class RunSnapshot:
     # Decisions: gate step -> approval state, and router step -> "route:<branch>".
     approvals: dict[str, str] = field(default_factory=dict)
     traceparent: str = ""  # the run's OpenTelemetry trace context, when tracing is on
+    plan_digest: str = ""  # names the stored plan of the run's workflow version
 
     @property
     def gates(self) -> dict[str, str]:
@@ -107,6 +111,8 @@ class Registry:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self._local = threading.local()
+        # Plans by digest: immutable, so every process keeps those it has used (bounded).
+        self._plans: dict[str, dict[str, dict[str, Any]]] = {}
         self._start = client.register_script(lua.START)
         self._dispatch = client.register_script(lua.DISPATCH)
         self._begin = client.register_script(lua.BEGIN_STEP)
@@ -146,26 +152,62 @@ class Registry:
 
     # -- starting and dispatching ------------------------------------------------------------
 
+    def store_plan(self, digest: str, plan: dict[str, str]) -> None:
+        """Keep a workflow version's plan for ``plan_ttl_s`` more: written the first time, only
+        its TTL refreshed after that (one command per start)."""
+        key, ttl = self.keys.plan(digest), self.settings.plan_ttl_s
+        if not self.client.expire(key, ttl):
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=plan)
+                pipe.expire(key, ttl)
+                pipe.execute()
+
+    def keep_plan(self, digest: str) -> None:
+        """Push a stored plan's expiry ``plan_ttl_s`` ahead (the watchdog does it for open runs)."""
+        self.client.expire(self.keys.plan(digest), self.settings.plan_ttl_s)
+
+    def plan_by_digest(self, digest: str) -> dict[str, dict[str, Any]]:
+        """A stored plan, steps in the order the workflow declared them; {} if it is gone."""
+        cached = self._plans.get(digest)
+        if cached is not None:
+            return cached
+        steps = {step: parse_plan(raw) for step, raw in self.client.hgetall(self.keys.plan(digest)).items()}
+        plan = dict(sorted(steps.items(), key=lambda item: item[1].get("index", 0)))
+        if plan:
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[digest] = plan
+        return plan
+
+    def plan_digest_of(self, run_id: str) -> str:
+        return str(self.client.hget(self.run_keys(run_id).run, "plan") or "")
+
+    def plan_of(self, run_id: str, digest: str = "") -> dict[str, dict[str, Any]]:
+        """The run's step plans in the order the workflow declared them; {} for no such run.
+        ``digest``: the run's plan digest when the caller has it (a step message carries it)."""
+        digest = digest or self.plan_digest_of(run_id)
+        return self.plan_by_digest(digest) if digest else {}
+
     def create_run(
         self,
         run_id: str,
         workflow: str,
         spec_json: str,
         input_json: str,
-        plan: dict[str, str],
+        plan_digest: str,
         idempotency_key: str | None,
         handoff_json: str = "",
         first_steps: tuple[str, ...] = (),
     ) -> tuple[bool, str, list[str]]:
-        """Create a run and claim ``first_steps`` for dispatch, in one round trip; with an
-        idempotency key already used, return ``(False, that run id, [])``."""
+        """Create a run of the plan stored as ``plan_digest`` (:meth:`store_plan`) and claim
+        ``first_steps`` for dispatch, in one round trip; with an idempotency key already used,
+        return ``(False, that run id, [])``."""
         idem_key = self.keys.idempotency(idempotency_key or run_id)
-        # The runs index is pruned by one start in 256 (run ids are random hex), not by each.
+        # The runs index is pruned by one start in 256 (run ids are random hex) and by the
+        # watchdog's sweep, not by each start.
         prune_before = f"{time.time() - self.settings.finished_run_ttl_s:.6f}" if run_id.endswith("00") else ""
         args: list[Any] = [run_id, workflow, spec_json, input_json, "1" if idempotency_key else "0"]
-        args += [prune_before, handoff_json, len(first_steps), *first_steps]
-        for step, step_plan in plan.items():
-            args += [step, step_plan]
+        args += [prune_before, handoff_json, plan_digest, len(first_steps), *first_steps]
         reply = self._start(keys=[*self._base(run_id), idem_key, self.keys.runs_index], args=args)
         return bool(reply[0]), str(reply[1]), [str(step) for step in reply[2:]]
 
@@ -178,38 +220,32 @@ class Registry:
     def snapshot(self, run_id: str) -> RunSnapshot:
         rk = self.run_keys(run_id)
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.hget(rk.run, "state")
-            pipe.hgetall(rk.plan)
+            pipe.hmget(rk.run, ["state", "plan", "traceparent"])
             pipe.hkeys(rk.results)
             pipe.smembers(rk.dispatched)
             pipe.hgetall(rk.approvals)
-            pipe.hget(rk.run, "traceparent")
-            state, plan, done, dispatched, approvals, traceparent = pipe.execute()
-        steps = {step: parse_plan(raw) for step, raw in plan.items()}
+            (state, digest, traceparent), done, dispatched, approvals = pipe.execute()
         return RunSnapshot(
             state=state,
-            # Redis hashes are unordered; keep the order the workflow declared its steps in.
-            plan=dict(sorted(steps.items(), key=lambda item: item[1].get("index", 0))),
+            plan=self.plan_by_digest(digest) if digest else {},
             done=set(done),
             dispatched=set(dispatched),
             approvals=dict(approvals),
             traceparent=traceparent or "",
+            plan_digest=digest or "",
         )
-
-    def plan_of(self, run_id: str) -> dict[str, dict[str, Any]]:
-        """The run's step plans in the order the workflow declared them (one HGETALL)."""
-        steps = {step: parse_plan(raw) for step, raw in self.client.hgetall(self.run_keys(run_id).plan).items()}
-        return dict(sorted(steps.items(), key=lambda item: item[1].get("index", 0)))
 
     # -- a step's life -----------------------------------------------------------------------
 
-    def begin_step(self, run_id: str, step: str, token: str, worker: str, received_at: str = "") -> BeginOutcome:
-        """Claim ``step`` with a lease and read its context, in one round trip (``received_at``:
-        when the worker took the message, by its clock, recorded with the start)."""
+    def begin_step(
+        self, run_id: str, step: str, token: str, worker: str, plan: dict[str, Any], received_at: str = ""
+    ) -> BeginOutcome:
+        """Claim ``step`` (its ``plan``) with a lease and read its context, in one round trip
+        (``received_at``: when the worker took the message, by its clock, recorded with the start)."""
         began = time.perf_counter()
         rk = self.run_keys(run_id)
         lease_ms = self.settings.step_lease_s * 1000
-        args: list[Any] = [step, token, lease_ms, worker, received_at]
+        args: list[Any] = [step, token, lease_ms, worker, received_at, plan["retry"]["max_attempts"], *plan["after"]]
         reply = self._begin(keys=[*self._base(run_id), rk.claim(step)], args=args)
         status = reply[0]
         if status == "busy":
@@ -217,15 +253,14 @@ class Registry:
         if status == "inactive":
             return BeginOutcome("inactive", state=reply[1])
         if status == "exhausted":
-            plan = parse_plan(reply[3])
             return BeginOutcome("exhausted", attempts=int(reply[1]), last_error=reply[2], plan=plan)
         if status != "run":
             return BeginOutcome(status)
-        step_plan_raw, input_raw, attempt, handoff_raw, *pairs = reply[1:]
+        input_raw, attempt, handoff_raw, *pairs = reply[1:]
         dependencies = {pairs[i]: json.loads(pairs[i + 1]) for i in range(0, len(pairs), 2)}
         context_bytes = len(input_raw) + sum(len(pairs[i + 1]) for i in range(0, len(pairs), 2))
         work = StepWork(
-            parse_plan(step_plan_raw),
+            plan,
             json.loads(input_raw),
             dependencies,
             context_bytes,
@@ -254,7 +289,7 @@ class Registry:
         step: str,
         result_json: str,
         metadata: dict[str, Any],
-        plan: dict[str, Any],
+        plans: dict[str, dict[str, Any]],
         *,
         route: str = "",
         handoff_patch: str = "",
@@ -264,7 +299,9 @@ class Registry:
         With ``plan["inline"]`` (a workflow without gates, routers or validators) the script
         itself decides which successors are ready and whether the run is over; otherwise it only
         stores, and the coordinator's dispatch decides. Not stored: another delivery stored first.
+        ``plans``: the run's plan (every step's), for the successors' dependencies and messages.
         """
+        plan = plans[step]
         args: list[Any] = [step, run_id, result_json, route, handoff_patch, "1" if plan.get("inline") else "0"]
         args += [plan.get("run_steps", 0), *self._ends(), len(metadata)]
         for name, value in metadata.items():
@@ -273,20 +310,8 @@ class Registry:
             for successor, deps in plan.get("successors", {}).items():
                 args += [successor, len(deps), *deps]
         reply = self._finish(keys=[*self._base(run_id), self.run_keys(run_id).claim(step)], args=args)
-        pairs = reply[2:]
-        claimed = tuple((pairs[i], parse_plan(pairs[i + 1])) for i in range(0, len(pairs), 2))
+        claimed = tuple((str(name), plans[name]) for name in reply[2:])
         return FinishOutcome(bool(reply[0]), bool(reply[1]), claimed)
-
-    def step_plan(self, run_id: str, step: str) -> dict[str, Any] | None:
-        raw = self.client.hget(self.run_keys(run_id).plan, step)
-        return parse_plan(raw) if raw else None
-
-    def step_plans_of(self, run_id: str, steps: list[str]) -> dict[str, dict[str, Any]]:
-        """The plans of ``steps`` (one HMGET), in the order given."""
-        if not steps:
-            return {}
-        raws = self.client.hmget(self.run_keys(run_id).plan, steps)
-        return {step: parse_plan(raw) for step, raw in zip(steps, raws, strict=True) if raw}
 
     def steps_in_state(self, run_id: str, steps: list[str], state: str) -> list[str]:
         """Those of ``steps`` whose state is ``state`` now (one HMGET)."""
@@ -300,10 +325,13 @@ class Registry:
         keys = [*self._base(run_id), self.run_keys(run_id).claim(step)]
         self._retry_later(keys=keys, args=[step, token, error, attempt, f"{delay_s:.3f}"])
 
-    def escalate(self, run_id: str, step: str, token: str, error: str, traceback: str, attempts: int) -> bool:
+    def escalate(
+        self, run_id: str, step: str, token: str, error: str, traceback: str, attempts: int, role: str = ""
+    ) -> bool:
         """Mark ``step`` failed and hand it to an operator: the run becomes ``needs_attention``."""
         keys = [*self._base(run_id), self.run_keys(run_id).claim(step)]
-        return bool(self._escalate(keys=keys, args=[step, token, error, traceback[-8000:], attempts]))
+        args: list[Any] = [step, token, error, traceback[-8000:], attempts, role or "unknown"]
+        return bool(self._escalate(keys=keys, args=args))
 
     def operator_retry(self, run_id: str, step: str, actor: str) -> bool:
         return bool(self._operator_retry(keys=self._base(run_id), args=[step, actor]))

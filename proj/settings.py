@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     )
     key_prefix: str = Field(default="agentchord", description="Prefix of every registry key.")
     finished_run_ttl_s: int = Field(default=7 * DAY_S, gt=0, description="How long a finished run's keys are kept.")
+    plan_ttl_s: int = Field(
+        default=30 * DAY_S,
+        gt=0,
+        description="How long a workflow version's stored plan outlives the last start of that version "
+        "(runs read it; a run still open after this long without a newer start of its version cannot go on).",
+    )
     idempotency_ttl_s: int = Field(
         default=7 * DAY_S, gt=0, description="How long a start idempotency key maps to its run."
     )

@@ -194,10 +194,12 @@ def test_watchdog_redrives_a_step_whose_message_was_lost(settings: Settings, cli
     parked = start(gate, input={})
     parked.wait_for_approval(timeout=30)
     # A run whose step was claimed for dispatch but whose message never reached the broker.
-    from coordinator.compile import step_plans
+    from coordinator.compile import plan_digest, step_plans
 
     run_id = "lostmessage0001"
-    registry.create_run(run_id, wf.name, wf.to_json(), "{}", step_plans(wf), None)
+    plans = step_plans(wf)
+    registry.store_plan(plan_digest(plans), plans)
+    registry.create_run(run_id, wf.name, wf.to_json(), "{}", plan_digest(plans), None)
     assert registry.claim_dispatch(run_id, ["only"]) == ["only"]
     assert redrive(registry, run_id) == ["only"]
     assert get_run(run_id).wait(timeout=30)["only"]["step"] == "only"

@@ -178,9 +178,12 @@ def test_finished_run_expires_and_running_run_does_not(client: redis.Redis) -> N
     run.wait(timeout=60)
     ttl = app_settings().finished_run_ttl_s
     existing = [key for key in keys.durable if client.exists(key)]
-    assert {keys.run, keys.plan, keys.results, keys.steps, keys.dispatched, keys.events} <= set(existing)
+    assert {keys.run, keys.results, keys.steps, keys.dispatched, keys.events} <= set(existing)
     for key in existing:
         assert ttl - 60 < client.ttl(key) <= ttl, key
+    # The plan is stored once per workflow version and outlives the runs that use it.
+    plan_key = registry_for(app_settings()).keys.plan(client.hget(keys.run, "plan"))
+    assert app_settings().plan_ttl_s - 60 < client.ttl(plan_key) <= app_settings().plan_ttl_s
 
 
 def test_get_run_from_another_handle_and_unknown_run(client: redis.Redis) -> None:
