@@ -52,7 +52,9 @@ def redrive(registry: Registry, run_id: str) -> list[str]:
 
 
 def sweep_stalled(registry: Registry) -> dict[str, list[str]]:
-    """Re-drive every run without progress for ``watchdog_stall_s``; {run: re-sent steps}."""
+    """Re-drive every run without progress for ``watchdog_stall_s``; {run: re-sent steps}.
+    Also drops expired runs from the runs index."""
+    registry.prune_runs_index()
     stall_s = registry.settings.watchdog_stall_s
     if stall_s <= 0:
         return {}

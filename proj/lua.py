@@ -105,8 +105,8 @@ end
 """
 
 # KEYS: base..., idempotency key, runs index
-# ARGV: run_id, workflow, spec, input, use_idem ('1'|'0'), prune_before ('' = no pruning this
-#       time), handoff_json ('' = none), plan digest (its plan is stored apart, once per
+# ARGV: run_id, workflow, spec, input, use_idem ('1'|'0'), prune_before ('' = none: the
+#       watchdog's sweep prunes the index), handoff_json ('' = none), plan digest (its plan is stored apart, once per
 #       workflow version), n_first, first step...
 # -> {1, run_id, claimed first step...} | {0, existing run id}
 START = (

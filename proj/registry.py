@@ -203,11 +203,9 @@ class Registry:
         ``first_steps`` for dispatch, in one round trip; with an idempotency key already used,
         return ``(False, that run id, [])``."""
         idem_key = self.keys.idempotency(idempotency_key or run_id)
-        # The runs index is pruned by one start in 256 (run ids are random hex) and by the
-        # watchdog's sweep, not by each start.
-        prune_before = f"{time.time() - self.settings.finished_run_ttl_s:.6f}" if run_id.endswith("00") else ""
+        # The runs index is pruned by the watchdog's sweep (prune_runs_index), not by starts.
         args: list[Any] = [run_id, workflow, spec_json, input_json, "1" if idempotency_key else "0"]
-        args += [prune_before, handoff_json, plan_digest, len(first_steps), *first_steps]
+        args += ["", handoff_json, plan_digest, len(first_steps), *first_steps]
         reply = self._start(keys=[*self._base(run_id), idem_key, self.keys.runs_index], args=args)
         return bool(reply[0]), str(reply[1]), [str(step) for step in reply[2:]]
 
@@ -561,6 +559,23 @@ class Registry:
         if pubsub is None:
             pubsub = self._local.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         return pubsub
+
+    def prune_runs_index(self, batch: int = 1000) -> int:
+        """Drop from the runs index the runs whose keys have expired (old enough to have, and
+        gone); returns how many. The watchdog's sweep calls it, so the index stays true whether
+        or not new runs start."""
+        oldest_alive = self.server_time() - self.settings.finished_run_ttl_s
+        candidates = self.client.zrangebyscore(self.keys.runs_index, "-inf", oldest_alive, start=0, num=batch)
+        if not candidates:
+            return 0
+        with self.client.pipeline(transaction=False) as pipe:
+            for run_id in candidates:
+                pipe.exists(self.run_keys(run_id).run)
+            alive = pipe.execute()
+        gone = [run_id for run_id, exists in zip(candidates, alive, strict=True) if not exists]
+        if gone:
+            self.client.zrem(self.keys.runs_index, *gone)
+        return len(gone)
 
     def list_runs(self, limit: int = 20) -> list[dict[str, str]]:
         """The newest runs still in the registry, newest first."""

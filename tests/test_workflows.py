@@ -204,3 +204,19 @@ def test_event_log_records_the_run_in_order(client: redis.Redis) -> None:
         ("step_finished", "only"),
         ("run_finished", None),
     ]
+
+
+def test_the_sweep_drops_expired_runs_from_the_index_and_keeps_live_ones(client: redis.Redis) -> None:
+    registry = registry_for(app_settings())
+    index = registry.keys.runs_index
+    old = registry.server_time() - app_settings().finished_run_ttl_s - 60
+    # Two runs started long ago: one whose keys have expired, one still open (its record exists).
+    client.zadd(index, {"expiredrun000001": old, "stillopenrun0001": old})
+    client.hset(registry.run_keys("stillopenrun0001").run, mapping={"id": "stillopenrun0001", "state": "running"})
+    fresh = start(Workflow(name="fresh", steps=[Step(name="only", agent="echo")]), input={})
+    fresh.wait(timeout=60)
+    assert registry.prune_runs_index() == 1
+    remaining = set(client.zrange(index, 0, -1))
+    assert "expiredrun000001" not in remaining
+    assert {"stillopenrun0001", fresh.id} <= remaining
+    client.delete(registry.run_keys("stillopenrun0001").run)
