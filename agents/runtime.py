@@ -237,10 +237,10 @@ def _validation_turn(
 
 
 def _metadata(body_s: float, meter: UsageMeter, work: StepWork, run_started: float) -> dict[str, Any]:
-    return {
+    measured: dict[str, Any] = {
         "body_s": f"{body_s:.6f}",
-        "model_s": f"{meter.latency_s:.6f}",
-        "rate_limit_wait_s": f"{meter.rate_limit_wait_s:.6f}",
+        "model_s": f"{meter.latency_s:.6f}" if meter.calls else "",
+        "rate_limit_wait_s": f"{meter.rate_limit_wait_s:.6f}" if meter.rate_limit_wait_s else "",
         "model_calls": meter.calls,
         "prompt_tokens": meter.prompt_tokens,
         "completion_tokens": meter.completion_tokens,
@@ -250,6 +250,9 @@ def _metadata(body_s: float, meter: UsageMeter, work: StepWork, run_started: flo
         # Monotonic time from claiming the step to storing its result (registry I/O included).
         "run_s": f"{time.perf_counter() - run_started:.6f}",
     }
+    # Zeros and blanks are not stored: every reader defaults them (a step of a role that calls no
+    # model keeps six fields fewer in the steps hash).
+    return {name: value for name, value in measured.items() if value not in (0, "")}
 
 
 def give_up(

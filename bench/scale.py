@@ -140,6 +140,22 @@ def finished_runs(stack: Stack, n: int) -> dict[str, Any]:
     return memory_delta(before, memory_point(stack.client), n, seconds)
 
 
+def finished_plain_runs(stack: Stack, n: int) -> dict[str, Any]:
+    """The same diamond as a plain Celery canvas (results kept, as the backend keeps them)."""
+    before = memory_point(stack.client)
+    began = time.perf_counter()
+    for first in range(0, n, IN_FLIGHT):
+        keys = [f"bench:done:{uuid.uuid4().hex}" for _ in range(min(IN_FLIGHT, n - first))]
+        for key in keys:
+            done = app.signature("bench.noop_done", kwargs={"key": key}, queue=QUEUE)
+            plain_wide(2, done).apply_async()
+        for key in keys:
+            if stack.client.blpop([key], timeout=RUN_TIMEOUT_S) is None:
+                raise RuntimeError(f"plain diamond did not finish within {RUN_TIMEOUT_S}s")
+    seconds = time.perf_counter() - began
+    return memory_delta(before, memory_point(stack.client), n, seconds)
+
+
 def parked_runs(stack: Stack, n: int) -> dict[str, Any]:
     registry = registry_for(stack.settings)
     pending_before = stack.client.zcard(registry.keys.pending_approvals)
@@ -292,12 +308,16 @@ def main() -> None:
         for _ in range(10):
             run_agentchord(DIAMOND)  # warm-up
         finished = finished_runs(stack, config.finished)
+        finished_plain = finished_plain_runs(stack, config.finished)
         parked = parked_runs(stack, config.parked)
         shapes = [measure_shape(stack, "width", w, n) for w, n in config.widths]
         shapes += [measure_shape(stack, "depth", d, n) for d, n in config.depths]
     elapsed = time.perf_counter() - began
 
     report_memory("Finished runs (instant diamond)", finished)
+    report_memory("Finished runs, plain Celery canvas of the same diamond (results kept)", finished_plain)
+    ratio = finished["used_memory_bytes_per_run"] / max(finished_plain["used_memory_bytes_per_run"], 1)
+    print(f"\nheld per finished run, agentchord / plain Celery: {ratio:.2f}x")
     report_memory("Parked runs (one approval gate)", parked)
     print(f"\n{parked['pending_approvals_added']} pending approvals added; {parked['starts_per_s']:.0f} starts/s")
     report_shapes(shapes)
@@ -310,6 +330,8 @@ def main() -> None:
             "elapsed_s": round(elapsed, 1),
             **machine(),
             "finished": finished,
+            "finished_plain": finished_plain,
+            "finished_ratio": ratio,
             "parked": parked,
             "shapes": shapes,
         },

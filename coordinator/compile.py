@@ -90,10 +90,10 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], StepPlan] | 
     return plans
 
 
-def plan_digest(plans: dict[str, str]) -> str:
+def plan_digest(plans: dict[str, str], spec_json: str = "") -> str:
     """The content digest that names a workflow version's plan: runs of the same version (same
-    steps, same resolved policies) share one stored plan and every process's cached copy."""
-    canonical = json.dumps(sorted(plans.items()), separators=(",", ":"))
+    spec, same resolved policies) share one stored plan and every process's cached copy."""
+    canonical = json.dumps([spec_json, sorted(plans.items())], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 

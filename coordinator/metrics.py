@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from coordinator.timing import compute_timings
-from proj.registry import Registry
+from proj.registry import Registry, step_records_of
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RATIO_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0)
@@ -66,10 +66,7 @@ def _fold_run(
     pipe: Any, registry: Registry, run: dict[str, str], plan: dict[str, dict[str, Any]], raw_steps: dict[str, str]
 ) -> None:
     key = registry.keys.metrics
-    records: dict[str, dict[str, str]] = defaultdict(dict)
-    for name, value in raw_steps.items():
-        step, _, attr = name.rpartition(".")
-        records[step][attr] = value
+    records = step_records_of(raw_steps)
     for step, record in records.items():
         role = plan.get(step, {}).get("agent")
         if not role or record.get("state") != "succeeded" or "skipped_by" in record:
@@ -108,6 +105,8 @@ class RegistryCollector(Collector):
         steps = CounterMetricFamily("agentchord_steps", "Agent steps by role and outcome.", labels=["role", "state"])
         runs = CounterMetricFamily("agentchord_runs", "Runs by final state.", labels=["state"])
         tokens = CounterMetricFamily("agentchord_tokens", "Model tokens by kind.", labels=["kind"])
+        for kind in ("prompt", "completion", "reinjected"):  # exported from the first scrape on
+            raw.setdefault(f"tokens_total|{kind}", "0")
         histograms: dict[str, dict[str, float]] = defaultdict(dict)
         for field, value in raw.items():
             parts = field.split("|")

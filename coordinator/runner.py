@@ -245,13 +245,14 @@ def start(
     traced = setup_tracing(settings)
     with span(f"agentchord.run {wf.name}", **{"agentchord.workflow": wf.name, "agentchord.run_id": run_id}):
         handoff = HandoffRecord.for_input(input or {}).model_dump_json() if wf.handoff else ""
-        digest = plan_digest(plans)
-        registry.store_plan(digest, plans)
+        spec_json = wf.to_json()
+        digest = plan_digest(plans, spec_json)
+        registry.store_plan(digest, plans, spec_json)
         parsed = registry.plan_by_digest(digest)
         # An inline workflow's first steps are claimed by the script that creates the run.
         first = tuple(step for step, plan in parsed.items() if plan.get("inline") and not plan["after"])
         created, run_id, claimed = registry.create_run(
-            run_id, wf.name, wf.to_json(), input_json, digest, idempotency_key, handoff, first
+            run_id, wf.name, "", input_json, digest, idempotency_key, handoff, first
         )
         if created and traced:
             registry.client.hset(registry.run_keys(run_id).run, "traceparent", current_traceparent())

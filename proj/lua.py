@@ -8,6 +8,11 @@ into it. A script's own extra keys follow, from ``KEYS[14]``. No script reads a 
 are stored once per workflow version and every process holds the ones it uses (the caller
 passes what a script needs, such as a step's dependencies). Timestamps come
 from the Redis server's clock (``TIME``), so times recorded by different machines share one clock.
+
+What a clean run does is recorded once, in the run's and its steps' records (created, dispatched,
+started, finished, by whom, how long): the event stream holds only what those records cannot
+(retries, failures, operator actions, approvals, re-drives, refused duplicates), so a run with
+none of those writes no stream at all. ``Registry.events`` merges both into one log.
 """
 
 from __future__ import annotations
@@ -94,7 +99,6 @@ local function finish_run(state, err, ttl, idem_ttl, at, inline)
   redis.call('ZREM', active_index, run_id)
   count('runs_total|' .. state)
   if redis.call('RPUSH', unfolded, run_id) > UNFOLDED_MAX then redis.call('LPOP', unfolded) end
-  redis.call('XADD', events, '*', 'type', 'run_finished', 'state', state, 'at', at)
   redis.call('PUBLISH', run .. ':ended', state)
   local durable = 7
   if inline then durable = 5 end  -- approvals and attention (KEYS[6], KEYS[7]) do not exist
@@ -105,7 +109,7 @@ end
 """
 
 # KEYS: base..., idempotency key, runs index
-# ARGV: run_id, workflow, spec, input, use_idem ('1'|'0'), prune_before ('' = none: the
+# ARGV: run_id, workflow, spec (unused: stored with the plan), input, use_idem ('1'|'0'), prune_before ('' = none: the
 #       watchdog's sweep prunes the index), handoff_json ('' = none), plan digest (its plan is stored apart, once per
 #       workflow version), n_first, first step...
 # -> {1, run_id, claimed first step...} | {0, existing run id}
@@ -120,13 +124,12 @@ if ARGV[5] == '1' then
   redis.call('SET', idem, run_id)
 end
 local at = now()
-local fields = {'id', run_id, 'workflow', ARGV[2], 'spec', ARGV[3], 'input', ARGV[4], 'state', 'running',
-  'created_at', at, 'plan', ARGV[8]}
+local fields = {'id', run_id, 'workflow', ARGV[2], 'input', ARGV[4], 'state', 'running', 'created_at', at,
+  'plan', ARGV[8]}
 if ARGV[5] == '1' then table.insert(fields, 'idempotency_key_ref'); table.insert(fields, idem) end
 if ARGV[7] ~= '' then table.insert(fields, 'handoff'); table.insert(fields, ARGV[7]) end
 redis.call('HSET', run, unpack(fields))
 local n_first = tonumber(ARGV[9])
-redis.call('XADD', events, '*', 'type', 'run_started', 'at', at)
 -- An inline workflow's first steps are claimed here, so starting a run is one round trip.
 local out = {1, run_id}
 if n_first > 0 then
@@ -135,7 +138,6 @@ if n_first > 0 then
     redis.call('SADD', dispatched, ARGV[i])
     table.insert(step_fields, ARGV[i] .. '.dispatched_at'); table.insert(step_fields, at)
     table.insert(step_fields, ARGV[i] .. '.state'); table.insert(step_fields, 'dispatched')
-    redis.call('XADD', events, '*', 'type', 'step_dispatched', 'step', ARGV[i], 'at', at)
     table.insert(out, ARGV[i])
   end
   redis.call('HSET', steps, unpack(step_fields))
@@ -157,7 +159,6 @@ local claimed = {}
 for i = 1, #ARGV do
   if redis.call('SADD', dispatched, ARGV[i]) == 1 then
     redis.call('HSET', steps, ARGV[i] .. '.dispatched_at', at, ARGV[i] .. '.state', 'dispatched')
-    redis.call('XADD', events, '*', 'type', 'step_dispatched', 'step', ARGV[i], 'at', at)
     table.insert(claimed, ARGV[i])
   end
 end
@@ -248,7 +249,6 @@ redis.call('HSET', steps, unpack(fields))
 -- A router's choice, read by the coordinator to skip the branches not taken.
 if ARGV[4] ~= '' then redis.call('HSET', approvals, step, 'route:' .. ARGV[4]) end
 if ARGV[5] ~= '' then merge_handoff(ARGV[5]) end
-redis.call('XADD', events, '*', 'type', 'step_finished', 'step', step, 'at', at)
 local out = {1, 0}
 local state = redis.call('HGET', run, 'state')
 if ARGV[6] ~= '1' or (state ~= 'running' and state ~= 'waiting_approval') then
@@ -267,7 +267,6 @@ while i <= #ARGV do
   if ready and redis.call('SADD', dispatched, successor) == 1 then
     table.insert(claim_fields, successor .. '.dispatched_at'); table.insert(claim_fields, at)
     table.insert(claim_fields, successor .. '.state'); table.insert(claim_fields, 'dispatched')
-    redis.call('XADD', events, '*', 'type', 'step_dispatched', 'step', successor, 'at', at)
     table.insert(claimed, successor)
   end
   i = i + 2 + n_deps

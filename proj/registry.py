@@ -61,6 +61,8 @@ class FinishOutcome:
 
 
 _PLAN_CACHE_SIZE = 512
+# The field of a stored plan that holds the workflow spec ("~" cannot start a step name).
+SPEC_FIELD = "~spec"
 
 
 @lru_cache(maxsize=4096)
@@ -152,13 +154,13 @@ class Registry:
 
     # -- starting and dispatching ------------------------------------------------------------
 
-    def store_plan(self, digest: str, plan: dict[str, str]) -> None:
-        """Keep a workflow version's plan for ``plan_ttl_s`` more: written the first time, only
-        its TTL refreshed after that (one command per start)."""
+    def store_plan(self, digest: str, plan: dict[str, str], spec_json: str = "") -> None:
+        """Keep a workflow version's plan (and the spec it was compiled from) for ``plan_ttl_s``
+        more: written the first time, only its TTL refreshed after that (one command per start)."""
         key, ttl = self.keys.plan(digest), self.settings.plan_ttl_s
         if not self.client.expire(key, ttl):
             with self.client.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=plan)
+                pipe.hset(key, mapping={**plan, SPEC_FIELD: spec_json} if spec_json else plan)
                 pipe.expire(key, ttl)
                 pipe.execute()
 
@@ -171,13 +173,19 @@ class Registry:
         cached = self._plans.get(digest)
         if cached is not None:
             return cached
-        steps = {step: parse_plan(raw) for step, raw in self.client.hgetall(self.keys.plan(digest)).items()}
+        stored = self.client.hgetall(self.keys.plan(digest))
+        steps = {step: parse_plan(raw) for step, raw in stored.items() if step != SPEC_FIELD}
         plan = dict(sorted(steps.items(), key=lambda item: item[1].get("index", 0)))
         if plan:
             if len(self._plans) >= _PLAN_CACHE_SIZE:
                 self._plans.pop(next(iter(self._plans)))
             self._plans[digest] = plan
         return plan
+
+    def spec_of(self, run_id: str) -> str:
+        """The workflow spec (JSON) the run was started from, as stored with its plan."""
+        digest = self.plan_digest_of(run_id)
+        return str(self.client.hget(self.keys.plan(digest), SPEC_FIELD) or "") if digest else ""
 
     def plan_digest_of(self, run_id: str) -> str:
         return str(self.client.hget(self.run_keys(run_id).run, "plan") or "")
@@ -351,10 +359,6 @@ class Registry:
     def claim_holder(self, run_id: str, step: str) -> str | None:
         return self.client.get(self.run_keys(run_id).claim(step))  # type: ignore[no-any-return]
 
-    def last_event_id(self, run_id: str) -> str:
-        entries = self.client.xrevrange(self.run_keys(run_id).events, count=1)
-        return str(entries[0][0]) if entries else "0-0"
-
     def finish_run(self, run_id: str, state: str, error: str = "") -> bool:
         """Move a running run to a terminal ``state`` once; True if this call did it."""
         return bool(self._finish_run(keys=self._base(run_id), args=[state, error, *self._ends()]))
@@ -450,7 +454,6 @@ class Registry:
                                          f"{check}.verdict": verdict_json, f"{check}.finished_at": at})  # fmt: skip
             pipe.delete(rk.claim(check))
             pipe.xadd(rk.events, {"type": "validation_passed", "step": step, "round": str(round_no), "at": at})
-            pipe.xadd(rk.events, {"type": "step_finished", "step": step, "at": at})
             stored = pipe.execute()[0]
         return bool(stored)
 
@@ -489,15 +492,35 @@ class Registry:
 
     def step_records(self, run_id: str) -> dict[str, dict[str, str]]:
         """Each step's metadata: ``{step: {field: value}}``."""
-        records: dict[str, dict[str, str]] = {}
-        for name, value in self.client.hgetall(self.run_keys(run_id).steps).items():
-            step, _, attr = name.rpartition(".")
-            records.setdefault(step, {})[attr] = value
-        return records
+        return step_records_of(self.client.hgetall(self.run_keys(run_id).steps))
 
-    def events(self, run_id: str, after: str = "-") -> list[Event]:
-        entries = self.client.xrange(self.run_keys(run_id).events, min=after)
-        return [_event(entry_id, fields) for entry_id, fields in entries]
+    def events(self, run_id: str) -> list[Event]:
+        """The run's log, oldest first: its lifecycle (started, each step dispatched and
+        finished, ended), read from the run's and steps' records, merged with the event stream,
+        which holds everything else (retries, failures, approvals, operator actions, ...)."""
+        rk = self.run_keys(run_id)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.xrange(rk.events)
+            pipe.hmget(rk.run, ["created_at", "finished_at", "state"])
+            pipe.hgetall(rk.steps)
+            entries, (created, finished, state), raw_steps = pipe.execute()
+        ranked = [(_event(entry_id, fields), _STREAM_RANK) for entry_id, fields in entries]
+        if created:
+            ranked.append((Event("run_started", "run_started", float(created)), 0))
+        for step, record in step_records_of(raw_steps).items():
+            if "dispatched_at" in record:
+                event = Event(
+                    f"step_dispatched:{step}", "step_dispatched", float(record["dispatched_at"]), {"step": step}
+                )
+                ranked.append((event, 3))
+            if "result_bytes" in record and "finished_at" in record:
+                event = Event(f"step_finished:{step}", "step_finished", float(record["finished_at"]), {"step": step})
+                ranked.append((event, 1))
+        if finished:
+            ranked.append((Event("run_finished", "run_finished", float(finished), {"state": state or ""}), 4))
+        # One script writes several of these at one server time: keep the order it acts in.
+        ranked.sort(key=lambda item: (item[0].at, item[1]))
+        return [event for event, _ in ranked]
 
     def wait_event(self, run_id: str, types: set[str], timeout_s: float, after: str = "0-0") -> Event | None:
         """The first event of one of ``types`` after event id ``after`` (past or future), or None.
@@ -587,6 +610,20 @@ class Registry:
         names = ("id", "workflow", "state", "created_at", "finished_at")
         found = [dict(zip(names, row, strict=True)) for row in rows if row[0] is not None]
         return found[:limit]
+
+
+# Where stream events sort among lifecycle events written by the same script at the same time:
+# run_started 0, step_finished 1, the stream's 2, step_dispatched 3, run_finished 4.
+_STREAM_RANK = 2
+
+
+def step_records_of(raw_steps: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The steps hash (``<step>.<field>``) as ``{step: {field: value}}``."""
+    records: dict[str, dict[str, str]] = {}
+    for name, value in raw_steps.items():
+        step, _, attr = name.rpartition(".")
+        records.setdefault(step, {})[attr] = value
+    return records
 
 
 def _event(entry_id: str, fields: dict[str, str]) -> Event:
