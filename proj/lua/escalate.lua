@@ -1,0 +1,19 @@
+-- A failure nobody should retry automatically: the step waits for an operator.
+-- KEYS: base..., claim   ARGV: step, token ('*': whoever holds it), error, traceback, attempts, role
+local claim, step = KEYS[14], ARGV[1]
+if ARGV[2] == '*' or redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
+if not is_active(redis.call('HGET', run, 'state')) then return 0 end
+if redis.call('HEXISTS', results, step) == 1 then return 0 end
+if redis.call('SADD', attention, step) == 0 then return 0 end
+local at = now()
+redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'failed', step .. '.error', ARGV[3],
+  step .. '.last_error', ARGV[3])
+redis.call('XADD', events, '*', 'type', 'step_failed', 'step', step, 'at', at, 'error', ARGV[3],
+  'attempts', ARGV[5])
+count('steps_total|' .. ARGV[6] .. '|failed')
+redis.call('XADD', escalations, '*', 'run_id', redis.call('HGET', run, 'id'), 'step', step, 'error', ARGV[3],
+  'traceback', ARGV[4], 'attempts', ARGV[5], 'context', results, 'at', at)
+refresh_state()
+redis.call('PUBLISH', run .. ':ended', 'needs_attention')
+touch(at)
+return 1

@@ -1,0 +1,89 @@
+-- Shared by every run script: the keys every run script takes, the server clock, the run's
+-- state machine, and how a run ends (see proj/lua/__init__.py).
+local run, results, steps, dispatched = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local events, approvals, attention = KEYS[5], KEYS[6], KEYS[7]
+local pending_index, deadline_index, active_index, escalations = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local metrics, unfolded = KEYS[12], KEYS[13]
+-- Runs whose per-step measures wait to be folded into the metrics hash by the next scrape
+-- (coordinator/metrics.py): reporting stays off the step path. Bounded, so that a deployment
+-- nobody scrapes keeps no growing backlog (the oldest runs then go uncounted).
+local UNFOLDED_MAX = 100000
+-- The run's handoff record: lists grow (parallel steps both append), other fields are replaced.
+local function merge_handoff(patch_json)
+  local current = redis.call('HGET', run, 'handoff')
+  if not current then return end
+  local record, patch = cjson.decode(current), cjson.decode(patch_json)
+  for key, value in pairs(patch) do
+    if key == 'steps_completed' or key == 'rejected_approaches' or key == 'constraints' then
+      for _, item in ipairs(value) do table.insert(record[key], item) end
+    else
+      record[key] = value
+    end
+  end
+  redis.call('HSET', run, 'handoff', cjson.encode(record))
+end
+local function count(name, by)
+  redis.call('HINCRBYFLOAT', metrics, name, by or 1)
+end
+local function now()
+  local t = redis.call('TIME')
+  return string.format('%d.%06d', t[1], t[2])
+end
+local function is_active(state)
+  return state == 'running' or state == 'waiting_approval' or state == 'needs_attention'
+end
+-- Progress marker for the watchdog: when did this run last change?
+local function touch(at, run_id)
+  redis.call('ZADD', active_index, at, run_id or redis.call('HGET', run, 'id'))
+end
+-- An active run's state follows from what it waits on: an operator, a reviewer, or nothing.
+local function refresh_state()
+  if not is_active(redis.call('HGET', run, 'state')) then return end
+  local state = 'running'
+  if redis.call('SCARD', attention) > 0 then
+    state = 'needs_attention'
+  else
+    for _, gate_state in ipairs(redis.call('HVALS', approvals)) do
+      if gate_state == 'pending' then state = 'waiting_approval' end
+    end
+  end
+  redis.call('HSET', run, 'state', state)
+end
+-- ``inline``: a run of an inline workflow ending 'succeeded' from its last step's script; it has
+-- no approvals (inline workflows have no gates, routers, validators or escalations to a human)
+-- and no steps waiting for an operator (every step has a result), so those keys do not exist.
+local function finish_run(state, err, ttl, idem_ttl, at, inline)
+  local head = redis.call('HMGET', run, 'state', 'id', 'idempotency_key_ref')
+  if not is_active(head[1]) then return 0 end
+  local run_id = head[2]
+  at = at or now()
+  local fields = {'state', state, 'finished_at', at}
+  if err and err ~= '' then table.insert(fields, 'error'); table.insert(fields, err) end
+  redis.call('HSET', run, unpack(fields))
+  if not inline then
+    -- Close the run's pending approvals: resuming them later changes nothing.
+    local decisions = redis.call('HGETALL', approvals)
+    for i = 1, #decisions, 2 do
+      local gate = decisions[i]
+      local akey = run .. ':approval:' .. gate
+      if string.sub(decisions[i + 1], 1, 6) ~= 'route:' then  -- routers' choices are not gates
+        if redis.call('HGET', akey, 'state') == 'pending' then
+          redis.call('HSET', akey, 'state', 'closed', 'closed_reason', 'run ' .. state, 'decided_at', at)
+          redis.call('HSET', approvals, gate, 'closed')
+        end
+        redis.call('ZREM', pending_index, run_id .. '.' .. gate)
+        redis.call('ZREM', deadline_index, run_id .. '.' .. gate)
+        redis.call('EXPIRE', akey, ttl)
+      end
+    end
+  end
+  redis.call('ZREM', active_index, run_id)
+  count('runs_total|' .. state)
+  if redis.call('RPUSH', unfolded, run_id) > UNFOLDED_MAX then redis.call('LPOP', unfolded) end
+  redis.call('PUBLISH', run .. ':ended', state)
+  local durable = 7
+  if inline then durable = 5 end  -- approvals and attention (KEYS[6], KEYS[7]) do not exist
+  for i = 1, durable do redis.call('EXPIRE', KEYS[i], ttl) end
+  if head[3] and head[3] ~= '' then redis.call('EXPIRE', head[3], idem_ttl) end
+  return 1
+end
