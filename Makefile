@@ -24,6 +24,7 @@ lint: install
 	$(BIN)/ruff check proj agents coordinator tests bench
 	$(BIN)/ruff format --check proj agents coordinator tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix proj agents coordinator tests bench

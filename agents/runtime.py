@@ -29,7 +29,8 @@ from agents.llm import MeteredModel, UsageMeter, model_for
 from proj.celery import app, current_settings
 from proj.errors import PermanentError, StepFailedError
 from proj.messages import send_steps
-from proj.policy import RetryPolicy, is_transient
+from proj.plan import RunPlan, StepPlan
+from proj.policy import is_transient
 from proj.queues import ADVANCE_TASK
 from proj.registry import Registry, StepWork, registry_for
 from proj.tracing import annotate, span
@@ -66,7 +67,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         raise task.retry(countdown=countdown)
     if outcome.status == "exhausted":
         error = f"gave up after {outcome.attempts} attempt(s): {outcome.last_error}"
-        give_up(registry, run_id, step, "*", error, "", outcome.attempts, outcome.plan)
+        give_up(registry, run_id, step, "*", error, "", outcome.attempts, plans[step])
         raise StepFailedError(run_id, step, error)
     if outcome.status == "done":
         # A duplicate delivery, maybe of a message whose first worker died after storing the
@@ -92,7 +93,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
             agent=role.name,
             input=work.input,
             dependencies=dependencies,
-            params=work.plan.get("params", {}),
+            params=work.plan.params,
             attempt=work.attempt,
             handoff=HandoffRecord.model_validate(work.handoff) if work.handoff is not None else None,
             feedback=feedback,
@@ -103,7 +104,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
             _check_route(work.plan, result_json)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-        policy = RetryPolicy(**work.plan["retry"])
+        policy = work.plan.retry
         if is_transient(exc) and work.attempt < policy.max_attempts:
             # A provider's Retry-After is a floor under the policy's backoff.
             delay = max(policy.delay_s(work.attempt), float(getattr(exc, "retry_after_s", 0.0) or 0.0))
@@ -113,7 +114,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         raise StepFailedError(run_id, step, error) from exc
     body_s = time.perf_counter() - started
 
-    if work.plan.get("validates") or _needs_validation(work.plan, result_json):
+    if work.plan.is_check or _needs_validation(work.plan, result_json):
         metadata = _metadata(body_s, meter, work, run_started)
         return _validation_turn(registry, run_id, step, work.plan, result_json, metadata)
 
@@ -131,7 +132,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         done = StepOutcome(step=step, agent=role.name, outcome=outcome_of(json.loads(result_json)))
         patch["steps_completed"] = [done.model_dump()]
         handoff_patch = json.dumps(patch)
-    route = str(json.loads(result_json)["route"]) if work.plan.get("branches") else ""
+    route = str(json.loads(result_json)["route"]) if work.plan.branches else ""
     with span("agentchord.registry.finish_step"):
         metadata = _metadata(body_s, meter, work, run_started)
         finished = registry.finish_step(
@@ -141,7 +142,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         hook(context)
     if not finished.stored:
         resend_claimed_successors(registry, run_id, step, plans, plan_digest)
-    elif work.plan.get("inline"):
+    elif work.plan.inline:
         send_steps(run_id, finished.claimed, plan_digest)
     else:
         dispatch(registry, run_id)
@@ -172,66 +173,67 @@ def dispatch(registry: Registry, run_id: str) -> None:
 
 
 def resend_claimed_successors(
-    registry: Registry, run_id: str, step: str, plans: dict[str, dict[str, Any]], plan_digest: str
+    registry: Registry, run_id: str, step: str, plans: RunPlan, plan_digest: str
 ) -> list[str]:
     """Send again the successors ``step`` claimed that never started: its worker may have died
     between storing the result and sending them. A copy of a message already queued is harmless
     (a step runs its body once); returns the steps sent."""
     plan = plans[step]
-    if not plan.get("inline"):
+    if not plan.inline:
         dispatch(registry, run_id)
         return []
-    waiting = registry.steps_in_state(run_id, list(plan.get("successors", {})), "dispatched")
+    waiting = registry.steps_in_state(run_id, list(plan.successors), "dispatched")
     return send_steps(run_id, ((name, plans[name]) for name in waiting), plan_digest)
 
 
 def _validation_inputs(
-    registry: Registry, run_id: str, step: str, plan: dict[str, Any], dependencies: dict[str, Any]
+    registry: Registry, run_id: str, step: str, plan: StepPlan, dependencies: dict[str, Any]
 ) -> tuple[dict[str, Any], list[str]]:
     """A validator step sees the candidate it checks; a validated generator sees the last critique."""
-    if plan.get("validates"):
-        candidate, _, _ = registry.validation_state(run_id, plan["validates"])
-        return {plan["validates"]: json.loads(candidate) if candidate else None}, []
-    if plan.get("validation"):
+    if plan.validates:
+        candidate, _, _ = registry.validation_state(run_id, plan.validates)
+        return {plan.validates: json.loads(candidate) if candidate else None}, []
+    if plan.validation:
         return dependencies, registry.validation_state(run_id, step)[2]
     return dependencies, []
 
 
-def _needs_validation(plan: dict[str, Any], result_json: str) -> bool:
+def _needs_validation(plan: StepPlan, result_json: str) -> bool:
     """A validated step's output goes to its validator unless it is confident enough."""
-    validation = plan.get("validation")
+    validation = plan.validation
     if not validation:
         return False
     output = json.loads(result_json)
     confidence = output.get("confidence") if isinstance(output, dict) else None
-    return not (isinstance(confidence, int | float) and confidence >= validation["threshold"])
+    return not (isinstance(confidence, int | float) and confidence >= validation.threshold)
 
 
 def _validation_turn(
-    registry: Registry, run_id: str, step: str, plan: dict[str, Any], result_json: str, metadata: dict[str, Any]
+    registry: Registry, run_id: str, step: str, plan: StepPlan, result_json: str, metadata: dict[str, Any]
 ) -> dict[str, Any]:
     """The validator gate's loop: generator -> validator -> (PASS) result, or (FAIL) the generator
     again with the critique, at most ``max_rounds`` times, then escalation."""
-    if not plan.get("validates"):
+    if not plan.validates:
         round_no = registry.hold_candidate(run_id, step, result_json, metadata)
         app.send_task(VALIDATE_TASK, kwargs={"run_id": run_id, "step": step})
         return {"run_id": run_id, "step": step, "status": "validating", "round": round_no}
-    target = plan["validates"]
+    target = plan.validates
     verdict = json.loads(result_json)
-    target_plan = registry.snapshot(run_id).plan[target]
+    target_plan = registry.plan_of(run_id)[target]
+    assert target_plan.validation is not None  # a validator step only checks a validated step
     if verdict.get("verdict") == "PASS":
         registry.promote_candidate(run_id, target, step, result_json)
         dispatch(registry, run_id)
         return {"run_id": run_id, "step": step, "status": "passed"}
     issues = [str(issue) for issue in verdict.get("issues", [])]
     _, round_no, _ = registry.validation_state(run_id, target)
-    if round_no < target_plan["validation"]["max_rounds"]:
+    if round_no < target_plan.validation.max_rounds:
         registry.next_round(run_id, target, step, issues)
         app.send_task(RERUN_TASK, kwargs={"run_id": run_id, "step": target})
         return {"run_id": run_id, "step": step, "status": "failed", "round": round_no}
     error = f"validation failed after {round_no} round(s): {'; '.join(issues) or 'no issues given'}"
     registry.release_claim(run_id, step)
-    exhausted = {**target_plan, "on_failure": target_plan["validation"]["on_exhausted"]}
+    exhausted = target_plan.model_copy(update={"on_failure": target_plan.validation.on_exhausted})
     give_up(registry, run_id, target, "*", error, "", round_no, exhausted)
     return {"run_id": run_id, "step": step, "status": "exhausted"}
 
@@ -263,12 +265,11 @@ def give_up(
     error: str,
     trace: str,
     attempts: int,
-    plan: dict[str, Any],
+    plan: StepPlan,
 ) -> None:
     """Escalate a step that will not be retried: to an operator, or to a human approval."""
-    if registry.escalate(run_id, step, token, error, trace, attempts, plan.get("agent") or "") and plan.get(
-        "on_failure"
-    ) == ("escalate_to_approval"):
+    escalated = registry.escalate(run_id, step, token, error, trace, attempts, plan.agent or "")
+    if escalated and plan.on_failure == "escalate_to_approval":
         app.send_task(ESCALATE_TO_APPROVAL_TASK, kwargs={"run_id": run_id, "step": step, "error": error})
 
 
@@ -298,10 +299,10 @@ class LeaseKeeper:
         self._thread.join()
 
 
-def _check_route(plan: dict[str, Any], result_json: str) -> None:
+def _check_route(plan: StepPlan, result_json: str) -> None:
     """A router's choice must be one of the branches its workflow declares: an illegal one is a
     failure in the event log, never a silent fall-through."""
-    branches = plan.get("branches")
+    branches = plan.branches
     if not branches:
         return
     route = json.loads(result_json).get("route") if result_json.startswith("{") else None

@@ -66,8 +66,8 @@ def _apply(
     """Run the decision script and follow up; returns its status (``ok``, ``escalated``,
     ``not_due``) or raises why nothing changed."""
     run_id, step = split_approval_id(aid)
-    plan = registry.snapshot(run_id).plan
-    gate = plan.get(step, {}).get("approval") or {}
+    plan = registry.plan_of(run_id)
+    gate = plan[step].approval if step in plan else None
     output: Any = {"decision": decision, "comment": comment, "data": data, "decided_by": actor}
     if not gate:
         # A failed step escalated to a human: an approval supplies the step's own output.
@@ -81,7 +81,7 @@ def _apply(
         data_json=json.dumps(data),
         actor=actor,
         output_json=json.dumps(output),
-        reject_ends_run=gate.get("on_reject") is None,
+        reject_ends_run=gate is None or gate.on_reject is None,
         due_before=due_before,
     )
     status = reply[0]

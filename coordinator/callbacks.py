@@ -29,7 +29,6 @@ from coordinator.notify import TransientDeliveryError, deliver, redact
 from coordinator.watchdog import sweep_stalled
 from proj.celery import app, current_settings
 from proj.messages import send_step
-from proj.policy import RetryPolicy
 from proj.registry import registry_for
 
 logger = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ def step_lost(run_id: str, step: str, error: str) -> str:
     attempts = int(registry.step_records(run_id).get(step, {}).get("body_runs", 0))
     if not registry.first_loss_report(run_id, step, attempts):
         return "already handled"  # Celery may call a task's errbacks more than once
-    policy = RetryPolicy(**plan["retry"])
+    policy = plan.retry
     if attempts < policy.max_attempts:
         delay = policy.delay_s(attempts)
         registry.retry_later(run_id, step, "*", error, attempts, delay)
@@ -138,7 +137,9 @@ def validate_candidate(run_id: str, step: str) -> str:
     registry = registry_for(current_settings())
     snapshot = registry.snapshot(run_id)
     plan = snapshot.plan
-    check: str = plan[step]["validation"]["check_step"]
+    validation = plan[step].validation
+    assert validation is not None, f"step {step!r} has no validator"
+    check = validation.check_step
     _, round_no, _ = registry.validation_state(run_id, step)
     send_step(run_id, check, plan[check], snapshot.plan_digest, task_id=f"{run_id}.{check}.r{round_no}")
     return check

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from coordinator.compile import StepPlan
 from proj.celery import app
 from proj.errors import ApprovalNotFoundError
+from proj.plan import RunPlan
 from proj.registry import Registry
 from proj.settings import Settings
 
@@ -57,21 +57,22 @@ class ApprovalView(BaseModel):
     resume_url: str
 
 
-def park_gate(registry: Registry, settings: Settings, run_id: str, step: str, plan: dict[str, StepPlan]) -> bool:
+def park_gate(registry: Registry, settings: Settings, run_id: str, step: str, plan: RunPlan) -> bool:
     """Write the checkpoint for gate ``step`` and notify; True if this call parked the run."""
-    gate = plan[step]["approval"]
-    shown = gate.get("show") or plan[step]["after"]
+    gate = plan[step].approval
+    assert gate is not None, f"step {step!r} is not an approval gate"
+    shown = list(gate.show or plan[step].after)
     outputs = registry.results_of(run_id, shown)
     request = {
-        "prompt": gate["prompt"],
+        "prompt": gate.prompt,
         "context": outputs,
-        "schema": gate.get("schema"),
-        "on_timeout": gate["on_timeout"],
-        "on_reject": gate.get("on_reject"),
+        "schema": gate.data_schema,
+        "on_timeout": gate.on_timeout,
+        "on_reject": gate.on_reject,
         "workflow": registry.run_record(run_id).get("workflow", ""),
     }
     aid = approval_id(run_id, step)
-    parked = registry.park(run_id, step, aid, json.dumps(request), gate.get("timeout_s"))
+    parked = registry.park(run_id, step, aid, json.dumps(request), gate.timeout_s)
     if parked:
         send_notifications(settings, aid, "approval.requested")
     return parked
@@ -80,11 +81,11 @@ def park_gate(registry: Registry, settings: Settings, run_id: str, step: str, pl
 def park_failure(registry: Registry, settings: Settings, run_id: str, step: str, error: str) -> bool:
     """Ask a human about a failed step: approve with ``data`` as the step's output, or reject
     to end the run. The step's context is what the reviewer sees."""
-    plan = registry.snapshot(run_id).plan[step]
+    plan = registry.plan_of(run_id)[step]
     request = {
         "kind": "failure",
         "prompt": f"Step {step!r} failed: {error}. Approve with `data` as its output to continue, or reject.",
-        "context": registry.results_of(run_id, plan["after"]),
+        "context": registry.results_of(run_id, list(plan.after)),
         "schema": None,
         "on_timeout": "escalate",
         "on_reject": None,

@@ -20,74 +20,66 @@ from celery.canvas import Signature
 
 from coordinator.specs import Workflow
 from proj.messages import step_message_options, step_task_id
+from proj.plan import GatePlan, RunPlan, StepPlan, ValidationPlan
 from proj.policy import RetryPolicy
 from proj.queues import agent_task_name
 
-# {"agent": str | None, "after": [str], "params": {...}, "index": int, "approval"?: {...}}
-StepPlan = dict[str, Any]
 
-
-def step_plans(workflow: Workflow, defaults: Callable[[str | None], StepPlan] | None = None) -> dict[str, str]:
-    """Each step's plan as JSON, stored once per run for agents and callbacks to read.
+def step_plans(workflow: Workflow, defaults: Callable[[str | None], dict[str, Any]] | None = None) -> dict[str, str]:
+    """Each step's plan (:class:`proj.plan.StepPlan`) as JSON, stored once per workflow version.
 
     ``defaults(agent)`` gives the role's (else the settings') retry policy and time limits; a
     step's own values win. Resolving them here, once, means every worker applies the same ones.
     """
     branches: dict[str, set[str]] = {}
-    successors: dict[str, dict[str, list[str]]] = {step.name: {} for step in workflow.steps}
+    successors: dict[str, dict[str, tuple[str, ...]]] = {step.name: {} for step in workflow.steps}
     for step in workflow.steps:
         for router, label in (step.when or {}).items():
             branches.setdefault(router, set()).add(label)
         for dep in step.after:
-            successors[dep][step.name] = step.after
+            successors[dep][step.name] = tuple(step.after)
     # Inline: nothing in the workflow needs the coordinator's view of the whole run to decide
     # what runs next (gates, routers' branches, validator loops, failures handed to a human).
     inline = not any(
         s.approval or s.when or s.validation or s.on_failure == "escalate_to_approval" for s in workflow.steps
     )
-    plans = {}
+    plans: dict[str, StepPlan] = {}
     for index, step in enumerate(workflow.steps):
-        base = defaults(step.agent) if defaults else {"retry": RetryPolicy().model_dump()}
-        plan: StepPlan = {
-            "agent": step.agent,
-            "after": step.after,
-            "params": step.params,
-            "index": index,
-            "retry": step.retry.model_dump() if step.retry else base["retry"],
-            "time_limit_s": step.time_limit_s or base.get("time_limit_s"),
-            "soft_time_limit_s": step.soft_time_limit_s
-            or (step.time_limit_s * 0.9 if step.time_limit_s else base.get("soft_time_limit_s")),
-            "on_failure": step.on_failure,
-            "successors": successors[step.name],
-        }
-        if inline:
-            plan["inline"] = True
-            plan["run_steps"] = len(workflow.steps)
-        if step.when:
-            plan["when"] = step.when
-        if step.name in branches:
-            # A router: its choice is checked against these before it is stored.
-            plan["branches"] = sorted(branches[step.name])
-        if step.approval is not None:
-            plan["approval"] = step.approval.model_dump(by_alias=True)
+        base = defaults(step.agent) if defaults else {}
+        validation = None
         if step.validation is not None:
             check = check_step_name(step.name)
-            plan["validation"] = {**step.validation.model_dump(), "check_step": check}
+            validation = ValidationPlan(**step.validation.model_dump(), check_step=check)
             # The validator runs as a step of its own (its own queue), never dispatched by readiness:
             # the generator hands it each candidate.
-            plans[check] = json.dumps(
-                {
-                    "agent": step.validation.agent,
-                    "after": [],
-                    "params": step.validation.params,
-                    "index": index,
-                    "retry": defaults(step.validation.agent)["retry"] if defaults else RetryPolicy().model_dump(),
-                    "validates": step.name,
-                    "on_failure": "escalate",
-                }
+            check_base = defaults(step.validation.agent) if defaults else {}
+            plans[check] = StepPlan(
+                agent=step.validation.agent,
+                params=step.validation.params,
+                index=index,
+                retry=check_base.get("retry") or RetryPolicy(),
+                validates=step.name,
             )
-        plans[step.name] = json.dumps(plan)
-    return plans
+        plans[step.name] = StepPlan(
+            agent=step.agent,
+            after=tuple(step.after),
+            params=step.params,
+            index=index,
+            retry=step.retry or base.get("retry") or RetryPolicy(),
+            time_limit_s=step.time_limit_s or base.get("time_limit_s"),
+            soft_time_limit_s=step.soft_time_limit_s
+            or (step.time_limit_s * 0.9 if step.time_limit_s else base.get("soft_time_limit_s")),
+            on_failure=step.on_failure,
+            successors=successors[step.name],
+            inline=inline,
+            run_steps=len(workflow.steps) if inline else 0,
+            when=step.when,
+            # A router: its choice is checked against these before it is stored.
+            branches=tuple(sorted(branches[step.name])) if step.name in branches else None,
+            approval=GatePlan(**step.approval.model_dump(by_alias=True)) if step.approval else None,
+            validation=validation,
+        )
+    return {name: plan.to_json() for name, plan in plans.items()}
 
 
 def plan_digest(plans: dict[str, str], spec_json: str = "") -> str:
@@ -103,46 +95,46 @@ def check_step_name(step: str) -> str:
 
 
 def is_check(plan: StepPlan) -> bool:
-    return bool(plan.get("validates"))
+    return plan.is_check
 
 
-def real_steps(plan: dict[str, StepPlan]) -> set[str]:
+def real_steps(plan: RunPlan) -> set[str]:
     """The workflow's own steps (without validator steps), which a run must finish."""
-    return {name for name, step in plan.items() if not is_check(step)}
+    return {name for name, step in plan.items() if not step.is_check}
 
 
 def is_gate(plan: StepPlan) -> bool:
-    return plan.get("approval") is not None
+    return plan.is_gate
 
 
-def skipped_steps(plan: dict[str, StepPlan], decisions: dict[str, str]) -> set[str]:
+def skipped_steps(plan: RunPlan, decisions: dict[str, str]) -> set[str]:
     """Steps that will never run, given the gates decided so far (``decisions``: step -> state).
 
     Behind an approved gate its ``on_reject`` branch is skipped; behind a rejected gate with an
     ``on_reject`` branch, everything but that branch is skipped; a step with ``when`` is skipped
     when its router chose another branch. Skipping is transitive.
     """
-    order = TopologicalSorter({name: step["after"] for name, step in plan.items()}).static_order()
+    order = TopologicalSorter({name: step.after for name, step in plan.items()}).static_order()
     skipped: set[str] = set()
     for name in order:
-        for router, label in (plan[name].get("when") or {}).items():
+        for router, label in (plan[name].when or {}).items():
             chosen = decisions.get(router, "")
             if chosen.startswith("route:") and chosen != f"route:{label}":
                 skipped.add(name)
-        for dep in plan[name]["after"]:
-            gate = plan[dep].get("approval")
+        for dep in plan[name].after:
+            gate = plan[dep].approval
             decided = decisions.get(dep)
             if dep in skipped:
                 skipped.add(name)
             elif gate and decided in ("approved", "rejected"):
-                is_branch = name == gate.get("on_reject")
+                is_branch = name == gate.on_reject
                 if (decided == "approved") == is_branch:
                     skipped.add(name)
     return skipped
 
 
 def ready_steps(
-    plan: dict[str, StepPlan], done: set[str], dispatched: set[str], skipped: frozenset[str] | set[str] = frozenset()
+    plan: RunPlan, done: set[str], dispatched: set[str], skipped: frozenset[str] | set[str] = frozenset()
 ) -> list[str]:
     """Steps not yet dispatched nor skipped whose dependencies have all stored results."""
     return [
@@ -150,15 +142,15 @@ def ready_steps(
         for name, step in plan.items()
         if name not in dispatched
         and name not in skipped
-        and not is_check(step)
-        and all(dep in done for dep in step["after"])
+        and not step.is_check
+        and all(dep in done for dep in step.after)
     ]
 
 
-def agent_signature(app: Celery, run_id: str, step: str, plan: dict[str, StepPlan]) -> Signature:
+def agent_signature(app: Celery, run_id: str, step: str, plan: RunPlan) -> Signature:
     """One step's message as a signature (what :func:`proj.messages.send_step` sends)."""
     return app.signature(
-        agent_task_name(plan[step]["agent"]),
+        agent_task_name(plan[step].agent or ""),
         kwargs={"run_id": run_id, "step": step},
         task_id=step_task_id(run_id, step),
         immutable=True,

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from coordinator.timing import compute_timings
+from proj.plan import RunPlan
 from proj.registry import Registry, step_records_of
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -62,13 +63,11 @@ def fold_ended_runs(registry: Registry, batch: int = 200) -> int:
     return folded
 
 
-def _fold_run(
-    pipe: Any, registry: Registry, run: dict[str, str], plan: dict[str, dict[str, Any]], raw_steps: dict[str, str]
-) -> None:
+def _fold_run(pipe: Any, registry: Registry, run: dict[str, str], plan: RunPlan, raw_steps: dict[str, str]) -> None:
     key = registry.keys.metrics
     records = step_records_of(raw_steps)
     for step, record in records.items():
-        role = plan.get(step, {}).get("agent")
+        role = plan[step].agent if step in plan else None
         if not role or record.get("state") != "succeeded" or "skipped_by" in record:
             continue
         pipe.hincrbyfloat(key, f"steps_total|{role}|succeeded", 1)

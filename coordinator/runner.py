@@ -33,6 +33,7 @@ from proj.errors import (
     RunTimeoutError,
 )
 from proj.messages import send_steps, step_task_id
+from proj.plan import RunPlan
 from proj.registry import TERMINAL_STATES, Event, Registry, registry_for
 from proj.settings import Settings, check_time_limit
 from proj.tracing import current_traceparent, setup_tracing, span
@@ -62,7 +63,7 @@ class Run:
     def __init__(self, run_id: str, registry: Registry) -> None:
         self.id = run_id
         self._registry = registry
-        self._plan: dict[str, dict[str, Any]] | None = None
+        self._plan: RunPlan | None = None
 
     def __repr__(self) -> str:
         return f"Run({self.id!r})"
@@ -78,7 +79,7 @@ class Run:
         raw = self._record().get("handoff")
         return HandoffRecord.model_validate_json(raw) if raw else None
 
-    def plan(self) -> dict[str, dict[str, Any]]:
+    def plan(self) -> RunPlan:
         """Each step's plan, in the workflow's order (written once at start: read once, kept)."""
         if self._plan is None:
             self._plan = self._registry.plan_of(self.id)
@@ -93,7 +94,7 @@ class Run:
         steps = {
             name: StepStatus(
                 state="skipped" if name in skipped else records.get(name, {}).get("state", "pending"),
-                agent=step["agent"] or "(approval)",
+                agent=step.agent or "(approval)",
                 worker=records.get(name, {}).get("worker"),
                 error=records.get(name, {}).get("error"),
                 body_runs=int(records.get(name, {}).get("body_runs", 0)),
@@ -250,7 +251,7 @@ def start(
         registry.store_plan(digest, plans, spec_json)
         parsed = registry.plan_by_digest(digest)
         # An inline workflow's first steps are claimed by the script that creates the run.
-        first = tuple(step for step, plan in parsed.items() if plan.get("inline") and not plan["after"])
+        first = tuple(step for step, plan in parsed.items() if plan.inline and not plan.after)
         created, run_id, claimed = registry.create_run(
             run_id, wf.name, "", input_json, digest, idempotency_key, handoff, first
         )

@@ -24,6 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from proj.plan import RunPlan
+
 
 class StepTiming(BaseModel):
     step: str
@@ -93,7 +95,7 @@ def _diff(end: float | None, start: float | None) -> float | None:
 
 def compute_timings(
     run: dict[str, str],
-    plan: dict[str, dict[str, Any]],
+    plan: RunPlan,
     records: dict[str, dict[str, str]],
     events: list[Any] | None = None,
     prices: dict[str, tuple[float, float]] | None = None,
@@ -110,7 +112,7 @@ def compute_timings(
     body: dict[str, float] = {}
     for name, step_plan in plan.items():
         record = records.get(name, {})
-        after = [str(dep) for dep in step_plan.get("after", [])]
+        after = list(step_plan.after)
         dep_finishes = [_f(records.get(dep, {}), "finished_at") for dep in after]
         ready_at = max((t for t in dep_finishes if t is not None), default=None) if after else created
         dispatched, started, ended = (_f(record, k) for k in ("dispatched_at", "started_at", "finished_at"))
@@ -118,7 +120,7 @@ def compute_timings(
         wait_s = _f(record, "rate_limit_wait_s") or 0.0
         raw_body_s = _f(record, "body_s")
         body_s = raw_body_s - wait_s if raw_body_s is not None else None
-        parked_s = _diff(ended, started) if step_plan.get("approval") else None
+        parked_s = _diff(ended, started) if step_plan.is_gate else None
         body[name] = body_s or parked_s or 0.0
         run_s = _diff(ended, started)
         prompt, completion = int(record.get("prompt_tokens", 0)), int(record.get("completion_tokens", 0))
@@ -128,7 +130,7 @@ def compute_timings(
         steps.append(
             StepTiming(
                 step=name,
-                agent=str(step_plan.get("agent") or "approval"),
+                agent=step_plan.agent or "approval",
                 state=record.get("state", "pending"),
                 model=model,
                 start_offset_s=_diff(started, created),
@@ -174,12 +176,12 @@ def compute_timings(
     )
 
 
-def _critical_path(plan: dict[str, dict[str, Any]], body: dict[str, float]) -> float:
+def _critical_path(plan: RunPlan, body: dict[str, float]) -> float:
     longest: dict[str, float] = {}
 
     def path_to(name: str) -> float:
         if name not in longest:
-            after = plan[name].get("after", [])
+            after = plan[name].after
             longest[name] = body.get(name, 0.0) + max((path_to(str(d)) for d in after), default=0.0)
         return longest[name]
 
@@ -187,7 +189,7 @@ def _critical_path(plan: dict[str, dict[str, Any]], body: dict[str, float]) -> f
 
 
 def _breakdown(
-    plan: dict[str, dict[str, Any]],
+    plan: RunPlan,
     records: dict[str, dict[str, str]],
     steps: list[StepTiming],
     created: float | None,
@@ -201,7 +203,7 @@ def _breakdown(
     by_name = {step.step: step for step in steps}
     chain = [max(done, key=lambda name: ends[name] or 0.0)]
     while True:
-        after = [dep for dep in plan[chain[-1]].get("after", []) if ends.get(dep) is not None]
+        after = [dep for dep in plan[chain[-1]].after if ends.get(dep) is not None]
         if not after:
             break
         chain.append(max(after, key=lambda name: ends[name] or 0.0))
@@ -225,14 +227,15 @@ def _breakdown(
     )
 
 
-def _broker_messages(plan: dict[str, dict[str, Any]], events: list[Any]) -> dict[str, int]:
+def _broker_messages(plan: RunPlan, events: list[Any]) -> dict[str, int]:
     """Messages sent for each step, from the event log: the agent task, again on every retry and
     re-drive (successors are sent by the worker that claimed them: no callback message); a
     gate's notifications."""
     counts: dict[str, int] = defaultdict(int)
     for event in events:
         step = event.fields.get("step", "")
-        if (event.type == "step_dispatched" and not plan.get(step, {}).get("approval")) or event.type in (
+        is_gate = step in plan and plan[step].is_gate
+        if (event.type == "step_dispatched" and not is_gate) or event.type in (
             "step_retrying",
             "step_redriven",
             "operator_retry",

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from proj.celery import app
+from proj.plan import StepPlan
 from proj.queues import STEP_FAILED_TASK, agent_task_name
 
 
@@ -30,17 +31,17 @@ def step_task_id(run_id: str, step: str) -> str:
     return f"{run_id}.{step}"
 
 
-def step_message_options(run_id: str, step: str, plan: dict[str, Any]) -> dict[str, Any]:
+def step_message_options(run_id: str, step: str, plan: StepPlan) -> dict[str, Any]:
     """Time limits and the errback of one step's message. The errback is how a step killed by
     its hard time limit is noticed: Celery calls it in the worker's main process, where the
     killed child can no longer report anything."""
     options: dict[str, Any] = {
         "link_error": [app.signature(STEP_FAILED_TASK, kwargs={"run_id": run_id, "step": step})],
     }
-    if plan.get("time_limit_s"):
-        options["time_limit"] = plan["time_limit_s"]
-    if plan.get("soft_time_limit_s"):
-        options["soft_time_limit"] = plan["soft_time_limit_s"]
+    if plan.time_limit_s:
+        options["time_limit"] = plan.time_limit_s
+    if plan.soft_time_limit_s:
+        options["soft_time_limit"] = plan.soft_time_limit_s
     return options
 
 
@@ -55,7 +56,7 @@ def step_kwargs(run_id: str, step: str, plan_digest: str = "") -> dict[str, str]
 def send_step(
     run_id: str,
     step: str,
-    plan: dict[str, Any],
+    plan: StepPlan,
     plan_digest: str = "",
     *,
     countdown: float | None = None,
@@ -63,7 +64,7 @@ def send_step(
 ) -> SentStep:
     """Send one step of ``run_id`` (its plan says which role) to that role's queue."""
     sent: SentStep = app.send_task(
-        agent_task_name(plan["agent"]),
+        agent_task_name(plan.agent or ""),
         kwargs=step_kwargs(run_id, step, plan_digest),
         task_id=task_id or step_task_id(run_id, step),
         countdown=countdown,
@@ -75,7 +76,7 @@ def send_step(
     return sent
 
 
-def send_steps(run_id: str, steps: Iterable[tuple[str, dict[str, Any]]], plan_digest: str = "") -> list[str]:
+def send_steps(run_id: str, steps: Iterable[tuple[str, StepPlan]], plan_digest: str = "") -> list[str]:
     """Send each ``(step, plan)``; returns the steps sent."""
     sent = []
     for step, plan in steps:

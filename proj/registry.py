@@ -18,6 +18,7 @@ import redis
 
 from proj import lua
 from proj.keys import Keys, RunKeys
+from proj.plan import RunPlan, StepPlan, parse_plan
 from proj.settings import Settings
 
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "rejected"})
@@ -27,7 +28,7 @@ TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "rejected"})
 class StepWork:
     """What an agent task gets from :meth:`Registry.begin_step` when it owns the step."""
 
-    plan: dict[str, Any]
+    plan: StepPlan
     input: dict[str, Any]
     dependencies: dict[str, Any]
     context_bytes: int
@@ -46,7 +47,7 @@ class BeginOutcome:
     retry_in_ms: int = 0
     attempts: int = 0
     last_error: str = ""
-    plan: dict[str, Any] = field(default_factory=dict)
+    plan: StepPlan | None = None
     began_monotonic: float = 0.0
 
 
@@ -57,7 +58,7 @@ class FinishOutcome:
 
     stored: bool
     run_finished: bool = False
-    claimed: tuple[tuple[str, dict[str, Any]], ...] = ()
+    claimed: tuple[tuple[str, StepPlan], ...] = ()
 
 
 _PLAN_CACHE_SIZE = 512
@@ -65,20 +66,12 @@ _PLAN_CACHE_SIZE = 512
 SPEC_FIELD = "~spec"
 
 
-@lru_cache(maxsize=4096)
-def parse_plan(raw: str) -> dict[str, Any]:
-    """A step plan from its stored JSON. Cached: every run of a workflow version stores the same
-    strings, so a worker parses each once. Callers must not mutate the returned dict."""
-    parsed: dict[str, Any] = json.loads(raw)
-    return parsed
-
-
 @dataclass(frozen=True)
 class RunSnapshot:
     """What the coordinator needs to decide what is ready: one pipelined read."""
 
     state: str | None
-    plan: dict[str, dict[str, Any]]
+    plan: RunPlan
     done: set[str]
     dispatched: set[str]
     # Decisions: gate step -> approval state, and router step -> "route:<branch>".
@@ -114,7 +107,7 @@ class Registry:
         self.keys = Keys(settings.key_prefix)
         self._local = threading.local()
         # Plans by digest: immutable, so every process keeps those it has used (bounded).
-        self._plans: dict[str, dict[str, dict[str, Any]]] = {}
+        self._plans: dict[str, RunPlan] = {}
         self._start = client.register_script(lua.START)
         self._dispatch = client.register_script(lua.DISPATCH)
         self._begin = client.register_script(lua.BEGIN_STEP)
@@ -168,14 +161,14 @@ class Registry:
         """Push a stored plan's expiry ``plan_ttl_s`` ahead (the watchdog does it for open runs)."""
         self.client.expire(self.keys.plan(digest), self.settings.plan_ttl_s)
 
-    def plan_by_digest(self, digest: str) -> dict[str, dict[str, Any]]:
+    def plan_by_digest(self, digest: str) -> RunPlan:
         """A stored plan, steps in the order the workflow declared them; {} if it is gone."""
         cached = self._plans.get(digest)
         if cached is not None:
             return cached
         stored = self.client.hgetall(self.keys.plan(digest))
         steps = {step: parse_plan(raw) for step, raw in stored.items() if step != SPEC_FIELD}
-        plan = dict(sorted(steps.items(), key=lambda item: item[1].get("index", 0)))
+        plan = dict(sorted(steps.items(), key=lambda item: item[1].index))
         if plan:
             if len(self._plans) >= _PLAN_CACHE_SIZE:
                 self._plans.pop(next(iter(self._plans)))
@@ -190,7 +183,7 @@ class Registry:
     def plan_digest_of(self, run_id: str) -> str:
         return str(self.client.hget(self.run_keys(run_id).run, "plan") or "")
 
-    def plan_of(self, run_id: str, digest: str = "") -> dict[str, dict[str, Any]]:
+    def plan_of(self, run_id: str, digest: str = "") -> RunPlan:
         """The run's step plans in the order the workflow declared them; {} for no such run.
         ``digest``: the run's plan digest when the caller has it (a step message carries it)."""
         digest = digest or self.plan_digest_of(run_id)
@@ -244,14 +237,14 @@ class Registry:
     # -- a step's life -----------------------------------------------------------------------
 
     def begin_step(
-        self, run_id: str, step: str, token: str, worker: str, plan: dict[str, Any], received_at: str = ""
+        self, run_id: str, step: str, token: str, worker: str, plan: StepPlan, received_at: str = ""
     ) -> BeginOutcome:
         """Claim ``step`` (its ``plan``) with a lease and read its context, in one round trip
         (``received_at``: when the worker took the message, by its clock, recorded with the start)."""
         began = time.perf_counter()
         rk = self.run_keys(run_id)
         lease_ms = self.settings.step_lease_s * 1000
-        args: list[Any] = [step, token, lease_ms, worker, received_at, plan["retry"]["max_attempts"], *plan["after"]]
+        args: list[Any] = [step, token, lease_ms, worker, received_at, plan.retry.max_attempts, *plan.after]
         reply = self._begin(keys=[*self._base(run_id), rk.claim(step)], args=args)
         status = reply[0]
         if status == "busy":
@@ -295,25 +288,25 @@ class Registry:
         step: str,
         result_json: str,
         metadata: dict[str, Any],
-        plans: dict[str, dict[str, Any]],
+        plans: RunPlan,
         *,
         route: str = "",
         handoff_patch: str = "",
     ) -> FinishOutcome:
         """Store a step's result and claim what it made ready, in one round trip.
 
-        With ``plan["inline"]`` (a workflow without gates, routers or validators) the script
+        With ``StepPlan.inline`` (a workflow without gates, routers or validators) the script
         itself decides which successors are ready and whether the run is over; otherwise it only
         stores, and the coordinator's dispatch decides. Not stored: another delivery stored first.
         ``plans``: the run's plan (every step's), for the successors' dependencies and messages.
         """
         plan = plans[step]
-        args: list[Any] = [step, run_id, result_json, route, handoff_patch, "1" if plan.get("inline") else "0"]
-        args += [plan.get("run_steps", 0), *self._ends(), len(metadata)]
+        args: list[Any] = [step, run_id, result_json, route, handoff_patch, "1" if plan.inline else "0"]
+        args += [plan.run_steps, *self._ends(), len(metadata)]
         for name, value in metadata.items():
             args += [name, value]
-        if plan.get("inline"):
-            for successor, deps in plan.get("successors", {}).items():
+        if plan.inline:
+            for successor, deps in plan.successors.items():
                 args += [successor, len(deps), *deps]
         reply = self._finish(keys=[*self._base(run_id), self.run_keys(run_id).claim(step)], args=args)
         claimed = tuple((str(name), plans[name]) for name in reply[2:])

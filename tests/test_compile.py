@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from pydantic import ValidationError
+
 from coordinator import Approval, Step, Workflow
 from coordinator.compile import agent_signature, is_gate, ready_steps, skipped_steps, step_plans
 from proj.celery import app
+from proj.plan import RunPlan, parse_plan
 
 
-def plan_of(workflow: Workflow) -> dict[str, dict[str, object]]:
-    return {name: json.loads(raw) for name, raw in step_plans(workflow).items()}
+def plan_of(workflow: Workflow) -> RunPlan:
+    return {name: parse_plan(raw) for name, raw in step_plans(workflow).items()}
 
 
 DIAMOND = Workflow(
@@ -34,15 +38,15 @@ def test_ready_steps_follow_results_not_dispatch_order() -> None:
 
 def test_each_step_plan_names_its_successors_and_their_dependencies() -> None:
     plan = plan_of(DIAMOND)
-    assert plan["review"]["successors"] == {"tests": ["review"], "docs": ["review"]}
-    assert plan["tests"]["successors"] == {"merge": ["tests", "docs"]}
-    assert plan["merge"]["successors"] == {}
+    assert plan["review"].successors == {"tests": ("review",), "docs": ("review",)}
+    assert plan["tests"].successors == {"merge": ("tests", "docs")}
+    assert plan["merge"].successors == {}
     # No gate, router or validator: the step's own store script decides readiness and the run's end.
-    assert all(step["inline"] and step["run_steps"] == 4 for step in plan.values())
+    assert all(step.inline and step.run_steps == 4 for step in plan.values())
 
 
 def test_workflows_with_gates_routers_or_validators_are_not_inline() -> None:
-    assert not any(step.get("inline") for step in plan_of(GATED).values())
+    assert not any(step.inline for step in plan_of(GATED).values())
 
 
 def test_a_step_message_names_its_role_run_and_step_and_stores_no_celery_result() -> None:
@@ -89,4 +93,23 @@ def test_rejected_gate_skips_everything_but_the_reject_branch_transitively() -> 
 def test_gates_are_marked_in_the_plan_and_agents_are_not() -> None:
     plan = plan_of(GATED)
     assert is_gate(plan["gate"]) and not is_gate(plan["ship"])
-    assert plan["gate"]["approval"]["on_reject"] == "fix"
+    assert plan["gate"].approval is not None and plan["gate"].approval.on_reject == "fix"
+
+
+def test_a_stored_plan_reads_back_as_the_same_frozen_typed_plan() -> None:
+    wf = Workflow(
+        name="typed",
+        steps=[
+            Step(name="a", agent="reviewer", time_limit_s=30),
+            Step(name="g", approval=Approval(prompt="Ship?", timeout_s=60, on_reject="fix"), after=["a"]),
+            Step(name="fix", agent="reviewer", after=["g"]),
+        ],
+    )
+    plan = plan_of(wf)
+    assert plan["a"].time_limit_s == 30 and plan["a"].soft_time_limit_s == 27 and plan["a"].agent == "reviewer"
+    assert plan["g"].approval is not None and plan["g"].approval.timeout_s == 60 and plan["g"].is_gate
+    assert parse_plan(plan["g"].to_json()) == plan["g"]
+    with pytest.raises(ValidationError):
+        plan["a"].agent = "other"  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="unexpected"):
+        parse_plan('{"agent": "reviewer", "unexpected": 1}')

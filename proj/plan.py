@@ -1,0 +1,90 @@
+"""A step's plan: everything a worker needs to run and hand off one step, resolved once.
+
+Built by :mod:`coordinator.compile` from a workflow spec, stored once per workflow version as JSON
+(see :meth:`proj.registry.Registry.store_plan`), parsed once per process and shared: frozen.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from proj.policy import RetryPolicy
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GatePlan(_Frozen):
+    """An approval gate (see ``coordinator.specs.Approval``), as the engine needs it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    prompt: str = "Approve?"
+    show: tuple[str, ...] | None = None  # None: the gate's dependencies
+    data_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    timeout_s: float | None = None
+    on_timeout: str = "reject"
+    on_reject: str | None = None
+
+
+class ValidationPlan(_Frozen):
+    """A validator gate on a step: who checks it, how confident is enough, how many rounds."""
+
+    agent: str
+    threshold: float
+    max_rounds: int
+    params: dict[str, Any] = Field(default_factory=dict)
+    on_exhausted: str = "escalate"
+    check_step: str
+
+
+class StepPlan(_Frozen):
+    """One step of one workflow version."""
+
+    agent: str | None = None  # None: an approval gate, which no agent runs
+    after: tuple[str, ...] = ()
+    params: dict[str, Any] = Field(default_factory=dict)
+    index: int = 0  # the step's position in the workflow (plans are listed in this order)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    time_limit_s: float | None = None
+    soft_time_limit_s: float | None = None
+    on_failure: str = "escalate"
+    # The steps that depend on this one, each with all its dependencies: what the script that
+    # stores this step's result checks to claim the ones it made ready.
+    successors: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # No gate, router, validator or failure handed to a human anywhere in the workflow: the
+    # step path decides readiness and the run's end by itself.
+    inline: bool = False
+    run_steps: int = 0  # inline only: how many results end the run
+    when: dict[str, str] | None = None  # router step -> the branch this step belongs to
+    branches: tuple[str, ...] | None = None  # a router: the branches it may choose
+    approval: GatePlan | None = None
+    validation: ValidationPlan | None = None
+    validates: str | None = None  # a validator step: the step whose candidates it checks
+
+    @property
+    def is_gate(self) -> bool:
+        return self.approval is not None
+
+    @property
+    def is_check(self) -> bool:
+        """A validator step: run by its generator's loop, never dispatched by readiness."""
+        return self.validates is not None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_defaults=True, by_alias=True)
+
+
+# A run's plan: every step's, in the order the workflow declared them.
+RunPlan = dict[str, StepPlan]
+
+
+@lru_cache(maxsize=4096)
+def parse_plan(raw: str) -> StepPlan:
+    """A step plan from its stored JSON. Cached: every run of a workflow version stores the same
+    strings, so a process parses each once."""
+    return StepPlan.model_validate_json(raw)
