@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import traceback
@@ -274,29 +275,59 @@ def give_up(
 
 
 class LeaseKeeper:
-    """Renews a step's lease from a thread while its body runs, so a short lease is safe for a
-    long body and a crashed holder's lease still lapses quickly."""
+    """Holds a step's lease while its body runs, so a short lease is safe for a long body and a
+    crashed holder's lease still lapses quickly. One thread per process renews every lease the
+    process holds (a thread per step would cost its start and join on every step)."""
 
     def __init__(self, registry: Registry, run_id: str, step: str, token: str) -> None:
-        self.registry, self.run_id, self.step, self.token = registry, run_id, step, token
-        self.interval_s = registry.settings.step_lease_s / 3
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name=f"lease-{step}", daemon=True)
-
-    def _renew(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.registry.extend_lease(self.run_id, self.step, self.token)
-            except Exception:
-                logger.warning("could not renew the lease of step %s of run %s", self.step, self.run_id)
+        self.lease = (registry, run_id, step, token)
 
     def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
+        _renewer.hold(self.lease)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        _renewer.release(self.lease)
+
+
+class _LeaseRenewer:
+    def __init__(self) -> None:
+        self._held: dict[tuple[Registry, str, str, str], None] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def hold(self, lease: tuple[Registry, str, str, str]) -> None:
+        with self._lock:
+            self._held[lease] = None
+            # Started lazily, and again in a forked child (threads do not survive a fork).
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._renew, name="agentchord-leases", daemon=True)
+                self._thread.start()
+
+    def release(self, lease: tuple[Registry, str, str, str]) -> None:
+        with self._lock:
+            self._held.pop(lease, None)
+
+    def _renew(self) -> None:
+        while True:
+            with self._lock:
+                held = list(self._held)
+            interval = min((registry.settings.step_lease_s / 3 for registry, *_ in held), default=1.0)
+            time.sleep(interval)
+            for lease in held:
+                registry, run_id, step, token = lease
+                with self._lock:
+                    if lease not in self._held:
+                        continue  # released meanwhile: its result is stored
+                try:
+                    registry.extend_lease(run_id, step, token)
+                except Exception:
+                    logger.warning("could not renew the lease of step %s of run %s", step, run_id)
+
+
+_renewer = _LeaseRenewer()
 
 
 def _check_route(plan: StepPlan, result_json: str) -> None:

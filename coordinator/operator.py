@@ -25,11 +25,16 @@ def retry_step(registry: Registry, run_id: str, step: str, actor: str = "operato
         raise StepStateError(run_id, step, "retry", _state_of(registry, run_id, step))
     snapshot = registry.snapshot(run_id)
     send_step(run_id, step, snapshot.plan[step], snapshot.plan_digest)
+    # Steps that became ready while the run waited for the operator (nothing claims in that
+    # state) are dispatched now.
+    dispatch_ready(registry, run_id)
 
 
 def skip_step(registry: Registry, run_id: str, step: str, output: Any, actor: str = "operator") -> None:
     """Give a failed step ``output`` as its result and dispatch what it unblocks."""
-    if not registry.operator_skip(run_id, step, actor, json.dumps(output)):
+    plan = registry.plan_of(run_id).get(step)
+    joins = tuple(name for name, deps in plan.successors.items() if len(deps) > 1) if plan and plan.inline else ()
+    if not registry.operator_skip(run_id, step, actor, json.dumps(output), joins):
         raise StepStateError(run_id, step, "skip", _state_of(registry, run_id, step))
     dispatch_ready(registry, run_id)
 

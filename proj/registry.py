@@ -307,7 +307,7 @@ class Registry:
             args += [name, value]
         if plan.inline:
             for successor, deps in plan.successors.items():
-                args += [successor, len(deps), *deps]
+                args += [successor, len(deps)]
         reply = self._finish(keys=[*self._base(run_id), self.run_keys(run_id).claim(step)], args=args)
         claimed = tuple((str(name), plans[name]) for name in reply[2:])
         return FinishOutcome(bool(reply[0]), bool(reply[1]), claimed)
@@ -335,8 +335,10 @@ class Registry:
     def operator_retry(self, run_id: str, step: str, actor: str) -> bool:
         return bool(self._operator_retry(keys=self._base(run_id), args=[step, actor]))
 
-    def operator_skip(self, run_id: str, step: str, actor: str, output_json: str) -> bool:
-        return bool(self._operator_skip(keys=self._base(run_id), args=[step, actor, output_json]))
+    def operator_skip(self, run_id: str, step: str, actor: str, output_json: str, joins: tuple[str, ...] = ()) -> bool:
+        """Give a failed step an output. ``joins``: its successors that wait on several steps,
+        in an inline workflow (their dependency counts include this result)."""
+        return bool(self._operator_skip(keys=self._base(run_id), args=[step, actor, output_json, *joins]))
 
     def attention(self, run_id: str) -> set[str]:
         return set(self.client.smembers(self.run_keys(run_id).attention))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -35,6 +36,14 @@ def summarize(ctx: StepContext) -> dict[str, Any]:
 def boom(ctx: StepContext) -> dict[str, Any]:
     """Always fails."""
     raise ValueError(f"boom in {ctx.step}")
+
+
+@agent("broken_until_fixed")
+def broken_until_fixed(ctx: StepContext) -> dict[str, Any]:
+    """Fails (not transiently) until the file ``params.path`` exists: an operator's fix."""
+    if not Path(ctx.params["path"]).exists():
+        raise ValueError(f"{ctx.step} is broken until {ctx.params['path']} exists")
+    return {"fixed": True}
 
 
 @agent("flaky")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -238,3 +239,36 @@ def _resume_ok(api: ApiProcess, approval_id: str) -> httpx.Response | None:
     except httpx.HTTPError:
         return None
     return response if response.status_code == 200 else None
+
+
+def test_a_join_that_became_ready_while_the_run_waited_for_an_operator_runs_after_the_retry(
+    client: redis.Redis, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "fixed"
+    wf = Workflow(
+        name="join_while_waiting",
+        steps=[
+            Step(name="a", agent="echo"),
+            Step(
+                name="broken",
+                agent="broken_until_fixed",
+                after=["a"],
+                params={"path": str(fixed)},
+                retry=RetryPolicy(max_attempts=1),
+            ),
+            Step(name="slow", agent="echo", after=["a"], params={"sleep_s": 1.0}),
+            Step(name="fast", agent="echo", after=["a"]),
+            Step(name="join", agent="echo", after=["slow", "fast"]),
+            Step(name="end", agent="echo", after=["broken", "join"]),
+        ],
+    )
+    run = start(wf, input={})
+    with pytest.raises(RunNeedsAttentionError, match="broken until"):
+        run.wait(timeout=60)
+    # The join's dependencies finish while the run waits for the operator: nothing claims it then.
+    wait_for(lambda: {"slow", "fast"} <= set(run.results()))
+    fixed.touch()
+    run.retry_step("broken")
+    results = run.wait(timeout=60)
+    assert results["join"]["saw"] == ["fast", "slow"] and results["end"]["saw"] == ["broken", "join"]
+    assert {name: st.body_runs for name, st in run.status().steps.items()}["join"] == 1
