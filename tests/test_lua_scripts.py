@@ -35,7 +35,7 @@ def new_run(registry: Registry, workflow: Workflow = DIAMOND, idem: str | None =
     digest = plan_digest(plans, workflow.to_json())
     registry.store_plan(digest, plans, workflow.to_json())
     plan = registry.plan_by_digest(digest)
-    first = tuple(s for s, p in plan.items() if p.get("inline") and not p["after"])
+    first = tuple(s for s, p in plan.items() if p.inline and not p.after)
     created, run_id, claimed = registry.create_run(
         uuid.uuid4().hex[:20], workflow.name, "", "{}", digest, idem, "", first
     )
@@ -81,7 +81,7 @@ def test_begin_step_leases_reads_dependencies_and_answers_replays(registry: Regi
 
 def test_begin_step_stops_a_step_whose_attempts_ran_out(registry: Registry) -> None:
     run_id, plan, _ = new_run(registry)
-    limited = {**plan["a"], "retry": {**plan["a"]["retry"], "max_attempts": 1}}
+    limited = plan["a"].model_copy(update={"retry": plan["a"].retry.model_copy(update={"max_attempts": 1})})
     assert registry.begin_step(run_id, "a", "tok-1", "w1", limited).status == "run"
     registry.release_claim(run_id, "a")  # the holder died
     exhausted = registry.begin_step(run_id, "a", "tok-2", "w2", limited)
