@@ -216,6 +216,8 @@ def _validation_turn(
     again with the critique, at most ``max_rounds`` times, then escalation."""
     if not plan.validates:
         round_no = registry.hold_candidate(run_id, step, result_json, metadata)
+        if not round_no:  # refused by the step state table (a late or duplicated delivery)
+            return {"run_id": run_id, "step": step, "status": "refused"}
         app.send_task(VALIDATE_TASK, kwargs={"run_id": run_id, "step": step})
         return {"run_id": run_id, "step": step, "status": "validating", "round": round_no}
     target = plan.validates
@@ -229,7 +231,8 @@ def _validation_turn(
     issues = [str(issue) for issue in verdict.get("issues", [])]
     _, round_no, _ = registry.validation_state(run_id, target)
     if round_no < target_plan.validation.max_rounds:
-        registry.next_round(run_id, target, step, issues)
+        if not registry.next_round(run_id, target, step, issues):
+            return {"run_id": run_id, "step": step, "status": "refused"}
         app.send_task(RERUN_TASK, kwargs={"run_id": run_id, "step": target})
         return {"run_id": run_id, "step": step, "status": "failed", "round": round_no}
     error = f"validation failed after {round_no} round(s): {'; '.join(issues) or 'no issues given'}"

@@ -86,4 +86,6 @@ def current_settings() -> Settings:
 
 _settings = Settings()
 app = Celery("agentchord")
+import proj.timers  # noqa: E402,F401  (connects the worker's timer compaction)
+
 app.conf.update(celery_config(_settings))

@@ -39,7 +39,8 @@ class StepWork:
 @dataclass(frozen=True)
 class BeginOutcome:
     """Result of trying to claim a step: ``run``, ``done``, ``busy``, ``inactive``, ``missing``,
-    ``failed`` (waits for an operator) or ``exhausted`` (no attempts left)."""
+    ``failed`` (waits for an operator), ``exhausted`` (no attempts left) or ``illegal`` (its
+    state allows no start: see proj.step_states)."""
 
     status: str
     work: StepWork | None = None
@@ -120,6 +121,9 @@ class Registry:
         self._finish_run = client.register_script(lua.FINISH_RUN)
         self._park = client.register_script(lua.PARK)
         self._decide = client.register_script(lua.DECIDE)
+        self._hold_candidate = client.register_script(lua.HOLD_CANDIDATE)
+        self._promote = client.register_script(lua.PROMOTE)
+        self._next_round = client.register_script(lua.NEXT_ROUND)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
@@ -319,10 +323,11 @@ class Registry:
         states = self.client.hmget(self.run_keys(run_id).steps, [f"{step}.state" for step in steps])
         return [step for step, current in zip(steps, states, strict=True) if current == state]
 
-    def retry_later(self, run_id: str, step: str, token: str, error: str, attempt: int, delay_s: float) -> None:
-        """A transient failure with attempts left: free the step for its retry."""
+    def retry_later(self, run_id: str, step: str, token: str, error: str, attempt: int, delay_s: float) -> bool:
+        """A transient failure with attempts left: free the step for its retry (False: its state
+        allows no retry, see proj.step_states)."""
         keys = [*self._base(run_id), self.run_keys(run_id).claim(step)]
-        self._retry_later(keys=keys, args=[step, token, error, attempt, f"{delay_s:.3f}"])
+        return bool(self._retry_later(keys=keys, args=[step, token, error, attempt, f"{delay_s:.3f}"]))
 
     def escalate(
         self, run_id: str, step: str, token: str, error: str, traceback: str, attempts: int, role: str = ""
@@ -415,18 +420,13 @@ class Registry:
     # -- validator gates ---------------------------------------------------------------------
 
     def hold_candidate(self, run_id: str, step: str, result_json: str, metadata: dict[str, Any]) -> int:
-        """Keep a low-confidence output as the step's candidate (not its result); returns the round."""
-        rk = self.run_keys(run_id)
-        round_no = int(self.client.hget(rk.steps, f"{step}.round") or 1)
-        fields = {f"{step}.{k}": v for k, v in metadata.items()}
-        fields |= {f"{step}.candidate": result_json, f"{step}.state": "validating", f"{step}.round": round_no}
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(rk.steps, mapping=fields)
-            pipe.delete(rk.claim(step))
-            pipe.xadd(rk.events, {"type": "validation_requested", "step": step, "round": str(round_no),
-                                  "at": f"{self.server_time():.6f}"})  # fmt: skip
-            pipe.execute()
-        return round_no
+        """Keep a low-confidence output as the step's candidate (not its result); returns the
+        round, or 0 if the step's state does not allow it (the refusal is in the event log)."""
+        args: list[Any] = [step, result_json]
+        for name, value in metadata.items():
+            args += [name, value]
+        keys = [*self._base(run_id), self.run_keys(run_id).claim(step)]
+        return int(self._hold_candidate(keys=keys, args=args))
 
     def validation_state(self, run_id: str, step: str) -> tuple[str | None, int, list[str]]:
         """(candidate JSON, round, the last critique's issues) of a validated step."""
@@ -437,37 +437,14 @@ class Registry:
 
     def promote_candidate(self, run_id: str, step: str, check: str, verdict_json: str) -> bool:
         """The validator passed it: the candidate becomes the step's result (once)."""
-        rk = self.run_keys(run_id)
-        candidate, round_no, _ = self.validation_state(run_id, step)
-        if candidate is None:
-            return False
-        at = f"{self.server_time():.6f}"
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(rk.results, step, candidate)
-            pipe.hset(rk.steps, mapping={f"{step}.state": "succeeded", f"{step}.finished_at": at,
-                                         f"{step}.result_bytes": len(candidate), f"{check}.state": "succeeded",
-                                         f"{check}.verdict": verdict_json, f"{check}.finished_at": at})  # fmt: skip
-            pipe.delete(rk.claim(check))
-            pipe.xadd(rk.events, {"type": "validation_passed", "step": step, "round": str(round_no), "at": at})
-            stored = pipe.execute()[0]
-        return bool(stored)
+        keys = [*self._base(run_id), self.run_keys(run_id).claim(check)]
+        return bool(self._promote(keys=keys, args=[step, check, verdict_json]))
 
     def next_round(self, run_id: str, step: str, check: str, issues: list[str]) -> int:
-        """The validator failed it: the generator runs again with the critique; the new round.
-        The validator step is left ``judged``, not ``succeeded``: that state means a stored
-        result, and the validator must run again on the next candidate."""
-        rk = self.run_keys(run_id)
-        _, round_no, _ = self.validation_state(run_id, step)
-        at = f"{self.server_time():.6f}"
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(rk.steps, mapping={f"{step}.round": round_no + 1, f"{step}.feedback": json.dumps(issues),
-                                         f"{step}.body_runs": 0, f"{step}.state": "dispatched",
-                                         f"{check}.body_runs": 0, f"{check}.state": "judged"})  # fmt: skip
-            pipe.delete(rk.claim(check))
-            pipe.xadd(rk.events, {"type": "validation_failed", "step": step, "round": str(round_no),
-                                  "issues": json.dumps(issues), "at": at})  # fmt: skip
-            pipe.execute()
-        return round_no + 1
+        """The validator failed it: the generator runs again with the critique; the new round
+        (0: the step was not waiting for a verdict). The validator step is left ``judged``."""
+        keys = [*self._base(run_id), self.run_keys(run_id).claim(check)]
+        return int(self._next_round(keys=keys, args=[step, check, json.dumps(issues)]))
 
     # -- reading -----------------------------------------------------------------------------
 

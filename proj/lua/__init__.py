@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from importlib import resources
 
+from proj.step_states import lua_table
+
 
 def _read(name: str) -> str:
     return resources.files(__package__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
@@ -30,7 +32,8 @@ def load(name: str) -> str:
     return _PRELUDE + "\n" + _read(name)
 
 
-_PRELUDE = _read("prelude")
+# The step state table (proj/step_states.py) first: every script checks its transitions against it.
+_PRELUDE = lua_table() + _read("prelude")
 
 START = load("start")
 DISPATCH = load("dispatch")
@@ -43,6 +46,9 @@ OPERATOR_SKIP = load("operator_skip")
 FINISH_RUN = load("finish_run")
 PARK = load("park")
 DECIDE = load("decide")
+HOLD_CANDIDATE = load("hold_candidate")
+PROMOTE = load("promote")
+NEXT_ROUND = load("next_round")
 # Touches one key only, so it has no prelude (which names the run's keys).
 EXTEND_LEASE = _read("extend_lease")
 
@@ -58,5 +64,8 @@ SCRIPTS = {
     "finish_run": FINISH_RUN,
     "park": PARK,
     "decide": DECIDE,
+    "hold_candidate": HOLD_CANDIDATE,
+    "promote": PROMOTE,
+    "next_round": NEXT_ROUND,
     "extend_lease": EXTEND_LEASE,
 }

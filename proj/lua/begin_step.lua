@@ -2,7 +2,7 @@
 -- ARGV: step, token, lease_ms, worker, received_at ('' = unknown: the worker's clock when the
 --       message reached it), max_attempts, then the step's dependencies (from its plan, which
 --       the worker holds: no plan is read here)
--- -> {'missing'} | {'done'} | {'inactive', state} | {'busy', pttl_ms} | {'failed'}
+-- -> {'missing'} | {'done'} | {'inactive', state} | {'busy', pttl_ms} | {'failed'} | {'illegal', state}
 --    | {'exhausted', attempts, last_error}
 --    | {'run', input_json, attempt, handoff_json, dep, dep_result_json, ...}
 local claim = KEYS[14]
@@ -16,6 +16,7 @@ local record = redis.call('HMGET', steps, step .. '.state', step .. '.body_runs'
 if record[1] == 'succeeded' then return {'done'} end
 if not is_active(state) then return {'inactive', state} end
 if record[1] == 'failed' then return {'failed'} end
+if not may('begin', step, record[1] or 'pending') then return {'illegal', record[1]} end
 if not redis.call('SET', claim, ARGV[2], 'NX', 'PX', ARGV[3]) then
   return {'busy', tostring(redis.call('PTTL', claim))}
 end

@@ -16,6 +16,7 @@ if ARGV[11] ~= '' then
     return {'not_due'}
   end
 end
+if not may('decide', step, step_state(step)) then return {'decided', 'illegal', ''} end
 local at = now()
 if decision == 'escalate' then
   redis.call('HSET', akey, 'escalated', '1', 'escalated_at', at)

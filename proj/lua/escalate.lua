@@ -3,7 +3,9 @@
 local claim, step = KEYS[14], ARGV[1]
 if ARGV[2] == '*' or redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 if not is_active(redis.call('HGET', run, 'state')) then return 0 end
-if redis.call('HEXISTS', results, step) == 1 then return 0 end
+local current = step_state(step)
+if current == 'succeeded' or current == 'failed' then return 0 end  -- stored, or escalated already
+if not may('escalate', step, current) then return 0 end
 if redis.call('SADD', attention, step) == 0 then return 0 end
 local at = now()
 redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'failed', step .. '.error', ARGV[3],

@@ -10,6 +10,8 @@ local claim, step, run_id, result = KEYS[14], ARGV[1], ARGV[2], ARGV[3]
 -- Whoever holds the lease now, the step has a result (this one or an earlier one): free it.
 redis.call('DEL', claim)
 local at = now()
+local current = step_state(step)
+if current ~= 'succeeded' and not may('finish', step, current) then return {0, 0} end
 if redis.call('HSETNX', results, step, result) == 0 then
   redis.call('XADD', events, '*', 'type', 'step_result_discarded', 'step', step, 'at', at)
   return {0, 0}

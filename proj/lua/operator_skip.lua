@@ -1,4 +1,5 @@
 local step = ARGV[1]
+if not may('operator_skip', step, step_state(step)) then return 0 end
 if redis.call('SREM', attention, step) == 0 then return 0 end
 local at = now()
 redis.call('HSETNX', results, step, ARGV[3])

@@ -4,6 +4,7 @@
 local akey, step, approval_id = KEYS[14], ARGV[1], ARGV[2]
 if not is_active(redis.call('HGET', run, 'state')) then return 0 end
 if redis.call('EXISTS', akey) == 1 then return 0 end
+if not may('park', step, step_state(step)) then return 0 end
 local at = now()
 local deadline = ''
 if ARGV[4] ~= '' then deadline = string.format('%.6f', tonumber(at) + tonumber(ARGV[4])) end

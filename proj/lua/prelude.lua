@@ -87,3 +87,14 @@ local function finish_run(state, err, ttl, idem_ttl, at, inline)
   if head[3] and head[3] ~= '' then redis.call('EXPIRE', head[3], idem_ttl) end
   return 1
 end
+-- A step's state ('pending' without a record) and whether a transition may happen from it:
+-- TRANSITIONS is proj/step_states.py's table. A refused transition is recorded, never applied.
+local function step_state(step)
+  return redis.call('HGET', steps, step .. '.state') or 'pending'
+end
+local function may(transition, step, current)
+  if TRANSITIONS[transition][current] then return true end
+  redis.call('XADD', events, '*', 'type', 'illegal_transition', 'step', step, 'transition', transition,
+    'from', current, 'at', now())
+  return false
+end
