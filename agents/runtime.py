@@ -160,7 +160,7 @@ def _advance_by_message(_registry: Registry, run_id: str) -> Any:
 
 
 # How a worker dispatches what a step of a non-inline workflow (gates, routers, validators) made
-# ready. The coordinator installs its in-process dispatch (coordinator.dispatch) when imported,
+# ready. The coordinator installs its in-process dispatch (coordinator.engine.dispatch) when imported,
 # as every worker does; a process without it falls back to a coordinator.advance message.
 _dispatchers: list[Callable[[Registry, str], Any]] = [_advance_by_message]
 

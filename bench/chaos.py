@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from coordinator import Step, Workflow, start
-from coordinator.stack import WorkerProcess, settings_env
+from coordinator.interfaces.stack import WorkerProcess, settings_env
 from proj.celery import configure
 from proj.policy import RetryPolicy
 from proj.queues import COORDINATOR_QUEUE

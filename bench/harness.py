@@ -23,7 +23,7 @@ from typing import Any
 import redis
 from celery.result import _set_task_join_will_block
 
-from coordinator.stack import WorkerProcess
+from coordinator.interfaces.stack import WorkerProcess
 from proj.celery import configure
 from proj.redis_server import RedisServer
 from proj.settings import Settings

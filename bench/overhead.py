@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import command_counts, percentile, process_tree_cpu_s
 from bench.tasks import INSTANT_DIAMOND as DIAMOND
 from coordinator import Run, start
-from coordinator.stack import WorkerProcess
+from coordinator.interfaces.stack import WorkerProcess
 from proj.celery import app, configure
 from proj.queues import COORDINATOR_QUEUE
 from proj.redis_server import RedisServer

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import WorkerSpec, bench_stack, command_line, exit_now, machine, print_table, write_json
 from bench.tokens import BRAIN
 from coordinator import Run, RunTimings, Step, Workflow, builtin_workflow, start
-from coordinator.demo import SAMPLE_DIFF
+from coordinator.interfaces.demo import SAMPLE_DIFF
 from proj.queues import COORDINATOR_QUEUE
 
 HANDOFF = Workflow(

@@ -36,7 +36,7 @@ from bench.harness import (
 )
 from bench.tasks import INSTANT_DIAMOND
 from coordinator import start
-from coordinator.stack import WorkerProcess
+from coordinator.interfaces.stack import WorkerProcess
 from proj.celery import app
 
 IN_FLIGHT = 20

@@ -6,7 +6,7 @@
   offline skills) chained review -> tests -> docs -> merge, each step depending on *all*
   earlier ones and putting every one of their outputs into its prompt.
 
-Both run the offline model on ``coordinator.demo.SAMPLE_DIFF``, interleaved, on the same
+Both run the offline model on ``coordinator.interfaces.demo.SAMPLE_DIFF``, interleaved, on the same
 workers. Prompt and re-injected tokens come from ``Run.timings()``; the answers of both
 pipelines are compared, so the saving is not bought with a different result.
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import WorkerSpec, bench_stack, command_line, exit_now, machine, print_table, write_json
 from coordinator import RunTimings, Step, Workflow, builtin_workflow, start
-from coordinator.demo import SAMPLE_DIFF
+from coordinator.interfaces.demo import SAMPLE_DIFF
 from proj.queues import COORDINATOR_QUEUE
 
 BRAIN = Workflow(

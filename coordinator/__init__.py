@@ -1,9 +1,8 @@
 """Workflows: specs, the chord/chain coordinator, and the runner callers use."""
 
-from coordinator.approvals import resume, sweep_deadlines
-from coordinator.checkpoints import ApprovalView, get_approval, pending_approvals
-from coordinator.runner import Run, RunStatus, StepStatus, get_run, list_runs, start
-from coordinator.specs import (
+from coordinator.engine.approvals import resume, sweep_deadlines
+from coordinator.engine.checkpoints import ApprovalView, get_approval, pending_approvals
+from coordinator.engine.specs import (
     Approval,
     Step,
     Validate,
@@ -14,7 +13,9 @@ from coordinator.specs import (
     parse_workflow,
     resolve_workflow,
 )
-from coordinator.timing import RunTimings, StepTiming, compute_timings
+from coordinator.interfaces.runner import Run, get_run, list_runs, start
+from coordinator.observation.status import RunStatus, StepStatus
+from coordinator.observation.timing import RunTimings, StepTiming, compute_timings
 
 __all__ = [
     "Approval",

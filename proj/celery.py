@@ -17,8 +17,8 @@ from proj.settings import Settings
 from proj.tracing import setup_tracing
 
 # Modules that define tasks. Built-in roles live in `agents`; the coordinator's callbacks in
-# `coordinator.callbacks`. User roles come from AGENTCHORD_AGENT_MODULES.
-TASK_MODULES = ("agents", "coordinator.callbacks")
+# `coordinator.engine.callbacks`. User roles come from AGENTCHORD_AGENT_MODULES.
+TASK_MODULES = ("agents", "coordinator.engine.callbacks")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "coordinator.sweep_deadlines",
                 "schedule": settings.deadline_sweep_interval_s,
             },
-            "agentchord-watchdog": {"task": "coordinator.watchdog", "schedule": settings.watchdog_interval_s},
+            "agentchord-watchdog": {"task": "coordinator.engine.watchdog", "schedule": settings.watchdog_interval_s},
         },
         "enable_utc": True,
     }

@@ -74,7 +74,7 @@ class Keys:
 
     def plan(self, digest: str) -> str:
         """Hash: step -> step plan (JSON) of one workflow version, shared by all its runs and
-        named by its content digest (:func:`coordinator.compile.plan_digest`)."""
+        named by its content digest (:func:`coordinator.engine.compile.plan_digest`)."""
         return f"{self.prefix}:plan:{digest}"
 
     def idempotency(self, key: str) -> str:

@@ -1,6 +1,6 @@
 """A step's plan: everything a worker needs to run and hand off one step, resolved once.
 
-Built by :mod:`coordinator.compile` from a workflow spec, stored once per workflow version as JSON
+Built by :mod:`coordinator.engine.compile` from a workflow spec, stored once per workflow version as JSON
 (see :meth:`proj.registry.Registry.store_plan`), parsed once per process and shared: frozen.
 """
 
@@ -19,7 +19,7 @@ class _Frozen(BaseModel):
 
 
 class GatePlan(_Frozen):
-    """An approval gate (see ``coordinator.specs.Approval``), as the engine needs it."""
+    """An approval gate (see ``coordinator.engine.specs.Approval``), as the engine needs it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -7,7 +7,7 @@ it) instead of half-applied. The scripts get this table as Lua when they are loa
 (:func:`lua_table`), so the table here is the only place it is written down.
 
 A step with no stored state is ``pending``. ``skipped`` is never stored: it follows from the
-run's decisions (``coordinator.compile.skipped_steps``).
+run's decisions (``coordinator.engine.compile.skipped_steps``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import redis
 from pydantic import SecretStr
 
 import agents
-from coordinator.stack import ApiProcess, WorkerProcess
+from coordinator.interfaces.stack import ApiProcess, WorkerProcess
 from proj.celery import configure
 from proj.queues import COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE
 from proj.redis_server import RedisServer, free_port

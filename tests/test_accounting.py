@@ -9,7 +9,7 @@ import redis
 
 from agents.llm import count_tokens
 from coordinator import Step, Workflow, start
-from coordinator.report import aggregate, render_html
+from coordinator.observation.report import aggregate, render_html
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -79,7 +79,7 @@ def test_prices_turn_tokens_into_cost_and_reports_aggregate(client: redis.Redis)
     run = start(known(), input={})
     run.wait(timeout=60)
     priced = current_settings().model_copy(update={"model_prices": {"offline": (1_000_000.0, 2_000_000.0)}})
-    from coordinator.timing import compute_timings
+    from coordinator.observation.timing import compute_timings
     from proj.registry import registry_for
 
     registry = registry_for(current_settings())

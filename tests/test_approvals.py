@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 
 from coordinator import Approval, Step, Workflow, get_run, start
-from coordinator.approvals import sweep_deadlines
-from coordinator.stack import ApiProcess, WorkerProcess
-from coordinator.webhooks import signed_request
+from coordinator.engine.approvals import sweep_deadlines
+from coordinator.engine.webhooks import signed_request
+from coordinator.interfaces.stack import ApiProcess, WorkerProcess
 from proj.errors import ApprovalClosedError, ApprovalConflictError, ApprovalDataError, RunFailedError
 from proj.registry import registry_for
 from proj.settings import Settings

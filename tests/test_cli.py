@@ -9,7 +9,7 @@ import sys
 import pytest
 import redis
 
-from coordinator.stack import settings_env
+from coordinator.interfaces.stack import settings_env
 from proj.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 def agentchord(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from coordinator.cli import main; main()", *args],
+        [sys.executable, "-c", "from coordinator.interfaces.cli import main; main()", *args],
         env={**settings_env(settings), "COLUMNS": "200"},
         capture_output=True,
         text=True,

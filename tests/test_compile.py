@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from coordinator import Approval, Step, Workflow
-from coordinator.compile import agent_signature, is_gate, ready_steps, skipped_steps, step_plans
+from coordinator.engine.compile import agent_signature, is_gate, ready_steps, skipped_steps, step_plans
 from proj.celery import app
 from proj.plan import RunPlan, parse_plan
 

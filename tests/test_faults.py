@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from coordinator import Approval, Step, Workflow, get_run, start
-from coordinator.compile import agent_signature
-from coordinator.stack import ApiProcess, WorkerProcess
-from coordinator.watchdog import redrive
+from coordinator.engine.compile import agent_signature
+from coordinator.engine.watchdog import redrive
+from coordinator.interfaces.stack import ApiProcess, WorkerProcess
 from proj.celery import app
 from proj.errors import RunFailedError, RunNeedsAttentionError, StepStateError
 from proj.policy import RetryPolicy
@@ -195,7 +195,7 @@ def test_watchdog_redrives_a_step_whose_message_was_lost(settings: Settings, cli
     parked = start(gate, input={})
     parked.wait_for_approval(timeout=30)
     # A run whose step was claimed for dispatch but whose message never reached the broker.
-    from coordinator.compile import plan_digest, step_plans
+    from coordinator.engine.compile import plan_digest, step_plans
 
     run_id = "lostmessage0001"
     plans = step_plans(wf)

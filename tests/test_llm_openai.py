@@ -16,7 +16,7 @@ from agents.llm import Message
 from agents.openai_backend import OpenAICompatibleModel
 from agents.reviewer import ReviewOutput
 from coordinator import Step, Workflow, start
-from coordinator.demo import SAMPLE_DIFF
+from coordinator.interfaces.demo import SAMPLE_DIFF
 from proj.errors import PermanentModelError, RunNeedsAttentionError, TransientModelError
 from proj.policy import RetryPolicy
 from proj.ratelimit import RateLimit, RateLimiter

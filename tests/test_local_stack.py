@@ -39,7 +39,7 @@ def test_redis_server_can_be_killed_and_restarted_on_its_port() -> None:
 def test_up_runs_a_stack_that_the_cli_uses_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCHORD_")}
     env["PYTHONPATH"] = str(ROOT)
-    cli = [sys.executable, "-c", "from coordinator.cli import main; main()"]
+    cli = [sys.executable, "-c", "from coordinator.interfaces.cli import main; main()"]
     up = subprocess.Popen(
         [*cli, "up", "--single-worker", "--no-flower"],
         cwd=tmp_path,

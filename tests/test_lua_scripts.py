@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from coordinator import Approval, Step, Workflow
-from coordinator.compile import plan_digest, step_plans
+from coordinator.engine.compile import plan_digest, step_plans
 from proj.registry import Registry, registry_for
 from proj.settings import Settings
 

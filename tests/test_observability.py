@@ -13,7 +13,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from coordinator import Approval, Step, Workflow, start
-from coordinator.stack import ApiProcess, FlowerProcess
+from coordinator.interfaces.stack import ApiProcess, FlowerProcess
 from proj.settings import Settings
 from tests.conftest import API_TOKEN, wait_for
 from tests.receiver import OtlpReceiver, SpanRecord

@@ -6,8 +6,8 @@ import pytest
 import redis
 
 from coordinator import Step, Workflow, start
-from coordinator.demo import SAMPLE_DIFF
-from coordinator.specs import Validate
+from coordinator.engine.specs import Validate
+from coordinator.interfaces.demo import SAMPLE_DIFF
 from proj.errors import RunNeedsAttentionError, WorkflowSpecError
 from proj.settings import Settings
 

@@ -9,7 +9,7 @@ from agents.reviewer import find_issues, review
 from agents.router import route
 from agents.test_writer import write_tests
 from agents.validator import validate
-from coordinator.demo import SAMPLE_DIFF
+from coordinator.interfaces.demo import SAMPLE_DIFF
 
 
 def ctx(step: str, agent: str, **kwargs: object) -> StepContext:

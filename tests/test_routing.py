@@ -8,7 +8,7 @@ import pytest
 import redis
 from celery import Celery
 
-from coordinator.stack import WorkerProcess
+from coordinator.interfaces.stack import WorkerProcess
 from proj.celery import celery_config
 from proj.queues import queue_for_task
 from proj.redis_server import RedisServer

@@ -15,7 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from coordinator import Approval, Step, Workflow
-from coordinator.compile import plan_digest, step_plans
+from coordinator.engine.compile import plan_digest, step_plans
 from proj.registry import Registry, registry_for
 from proj.settings import Settings
 from proj.step_states import TRANSITIONS, StepState, allowed, lua_table

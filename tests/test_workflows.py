@@ -6,10 +6,10 @@ import pytest
 import redis
 
 from coordinator import Step, Workflow, builtin_workflow, get_run, list_runs, start
-from coordinator.compile import agent_signature
-from coordinator.demo import SAMPLE_DIFF
-from coordinator.dispatch import dispatch_ready
-from coordinator.stack import WorkerProcess
+from coordinator.engine.compile import agent_signature
+from coordinator.engine.dispatch import dispatch_ready
+from coordinator.interfaces.demo import SAMPLE_DIFF
+from coordinator.interfaces.stack import WorkerProcess
 from proj.celery import app
 from proj.errors import RunFailedError, RunNeedsAttentionError, RunNotFoundError
 from proj.registry import registry_for

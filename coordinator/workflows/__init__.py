@@ -1,1 +1,1 @@
-"""Workflows shipped with agentchord, as YAML files (see coordinator.specs.builtin_workflow)."""
+"""Workflows shipped with agentchord, as YAML files (see coordinator.engine.specs.builtin_workflow)."""

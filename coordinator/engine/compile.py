@@ -4,7 +4,7 @@ A step's plan carries what its worker needs to hand off without a coordinator ho
 successors and their dependencies (the script that stores its result claims those that became
 ready, atomically, so a fan-in is dispatched exactly once), whether the workflow is *inline*
 (no gate, router or validator: readiness is decided in that script) and how many results end
-the run. Workflows with gates, routers or validators are dispatched by :mod:`coordinator.dispatch`.
+the run. Workflows with gates, routers or validators are dispatched by :mod:`coordinator.engine.dispatch`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from celery import Celery
 from celery.canvas import Signature
 
-from coordinator.specs import Workflow
+from coordinator.engine.specs import Workflow
 from proj.messages import step_message_options, step_task_id
 from proj.plan import GatePlan, RunPlan, StepPlan, ValidationPlan
 from proj.policy import RetryPolicy

@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel
 from rich.table import Table
 
-from coordinator.runner import RunStatus
-from coordinator.timing import RunTimings
+from coordinator.observation.status import RunStatus
+from coordinator.observation.timing import RunTimings
 
 
 def _ms(value: float | None) -> str:

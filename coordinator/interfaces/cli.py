@@ -17,9 +17,12 @@ from rich.console import Console
 from rich.table import Table
 
 import agents
-from coordinator.checkpoints import pending_approvals
-from coordinator.demo import run_demo
-from coordinator.report import (
+from coordinator.engine.checkpoints import pending_approvals
+from coordinator.engine.specs import builtin_workflows
+from coordinator.interfaces.demo import run_demo
+from coordinator.interfaces.runner import get_run, list_runs, start
+from coordinator.interfaces.stack import LocalStack
+from coordinator.observation.report import (
     aggregate,
     aggregate_table,
     comparison_table,
@@ -27,9 +30,6 @@ from coordinator.report import (
     report_json,
     timing_table,
 )
-from coordinator.runner import get_run, list_runs, start
-from coordinator.specs import builtin_workflows
-from coordinator.stack import LocalStack
 from proj.celery import configure
 from proj.errors import AgentchordError
 from proj.registry import registry_for
@@ -101,7 +101,7 @@ def api(
     """Serve the HTTP API (FastAPI on uvicorn)."""
     import uvicorn
 
-    from coordinator.api import create_app
+    from coordinator.interfaces.api import create_app
 
     settings = _settings()
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="info")

@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from coordinator.timing import compute_timings
+from coordinator.observation.timing import compute_timings
 from proj.plan import RunPlan
 from proj.registry import Registry, step_records_of
 

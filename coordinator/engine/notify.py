@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from coordinator.checkpoints import get_approval
-from coordinator.webhooks import signed_request
+from coordinator.engine.checkpoints import get_approval
+from coordinator.engine.webhooks import signed_request
 from proj.registry import Registry
 
 SUMMARY_CHARS = 300

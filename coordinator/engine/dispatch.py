@@ -11,8 +11,8 @@ dispatch exactly once, atomically, in the registry.
 from __future__ import annotations
 
 from agents.runtime import set_dispatcher
-from coordinator.checkpoints import park_gate
-from coordinator.compile import is_gate, ready_steps, real_steps, skipped_steps
+from coordinator.engine.checkpoints import park_gate
+from coordinator.engine.compile import is_gate, ready_steps, real_steps, skipped_steps
 from proj.messages import send_steps
 from proj.registry import Registry
 from proj.tracing import within_run_trace

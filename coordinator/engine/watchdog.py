@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from coordinator.compile import is_gate
-from coordinator.dispatch import dispatch_ready
+from coordinator.engine.compile import is_gate
+from coordinator.engine.dispatch import dispatch_ready
 from proj.messages import send_step
 from proj.registry import Registry
 

@@ -8,7 +8,7 @@
 - ``coordinator.step_failed``: every agent task's errback; a step killed by its hard time limit
   is retried later or escalated.
 - ``coordinator.escalate_to_approval``: a failed step handed to a human approval.
-- ``coordinator.watchdog``: re-drives stalled runs from the registry (celery beat).
+- ``coordinator.engine.watchdog``: re-drives stalled runs from the registry (celery beat).
 - ``coordinator.validate_candidate`` / ``coordinator.rerun_step``: a validator gate's loop.
 """
 
@@ -22,11 +22,11 @@ import redis
 from celery.signals import worker_ready
 
 from agents.runtime import give_up
-from coordinator.approvals import sweep_deadlines
-from coordinator.checkpoints import park_failure
-from coordinator.dispatch import dispatch_ready
-from coordinator.notify import TransientDeliveryError, deliver, redact
-from coordinator.watchdog import sweep_stalled
+from coordinator.engine.approvals import sweep_deadlines
+from coordinator.engine.checkpoints import park_failure
+from coordinator.engine.dispatch import dispatch_ready
+from coordinator.engine.notify import TransientDeliveryError, deliver, redact
+from coordinator.engine.watchdog import sweep_stalled
 from proj.celery import app, current_settings
 from proj.messages import send_step
 from proj.registry import registry_for
@@ -110,7 +110,7 @@ def escalate_to_approval(run_id: str, step: str, error: str) -> bool:
     return park_failure(registry_for(settings), settings, run_id, step, error)
 
 
-@app.task(name="coordinator.watchdog", ignore_result=True)  # type: ignore[untyped-decorator]
+@app.task(name="coordinator.engine.watchdog", ignore_result=True)  # type: ignore[untyped-decorator]
 def watchdog() -> dict[str, list[str]]:
     """Re-drive runs with no progress past AGENTCHORD_WATCHDOG_STALL_S."""
     return sweep_stalled(registry_for(current_settings()))

@@ -1,9 +1,9 @@
 """The HTTP service (FastAPI, served by uvicorn): start runs, follow them, list and resume approvals.
 
-    agentchord api                      # or: uvicorn --factory coordinator.api:create_app
+    agentchord api                      # or: uvicorn --factory coordinator.interfaces.api:create_app
 
 Every route but ``/healthz`` and the OpenAPI document needs a bearer token or a Standard
-Webhooks signature (see :mod:`coordinator.webhooks`). Client mistakes get a precise 4xx and
+Webhooks signature (see :mod:`coordinator.engine.webhooks`). Client mistakes get a precise 4xx and
 change nothing; agentchord errors are translated to HTTP in exactly one place (``_STATUS``).
 """
 
@@ -18,14 +18,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from coordinator.approvals import resume
-from coordinator.checkpoints import ApprovalView, get_approval, pending_approvals
-from coordinator.metrics import RegistryCollector
-from coordinator.operator import abort_run, retry_step, skip_step
-from coordinator.runner import RunStatus, get_run, start
-from coordinator.specs import Workflow, builtin_workflow
-from coordinator.timing import RunTimings
-from coordinator.webhooks import authenticate
+from coordinator.engine.approvals import resume
+from coordinator.engine.checkpoints import ApprovalView, get_approval, pending_approvals
+from coordinator.engine.operator import abort_run, retry_step, skip_step
+from coordinator.engine.specs import Workflow, builtin_workflow
+from coordinator.engine.webhooks import authenticate
+from coordinator.interfaces.runner import get_run, start
+from coordinator.observation.metrics import RegistryCollector
+from coordinator.observation.status import RunStatus
+from coordinator.observation.timing import RunTimings
 from proj.celery import configure
 from proj.errors import (
     AgentchordError,

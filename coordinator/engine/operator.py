@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from coordinator.dispatch import dispatch_ready
+from coordinator.engine.dispatch import dispatch_ready
 from proj.errors import RunNotFoundError, StepStateError
 from proj.messages import send_step
 from proj.registry import Registry

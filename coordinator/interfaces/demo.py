@@ -10,11 +10,11 @@ import httpx
 from rich.console import Console
 from rich.panel import Panel
 
-from coordinator.report import render_html, timing_table
-from coordinator.runner import start
-from coordinator.specs import builtin_workflow
-from coordinator.stack import LocalStack
-from coordinator.webhooks import signed_request
+from coordinator.engine.specs import builtin_workflow
+from coordinator.engine.webhooks import signed_request
+from coordinator.interfaces.runner import start
+from coordinator.interfaces.stack import LocalStack
+from coordinator.observation.report import render_html, timing_table
 from proj.settings import Settings
 
 SAMPLE_DIFF = '''\

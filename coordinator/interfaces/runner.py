@@ -12,17 +12,16 @@ import json
 import uuid
 from typing import Any
 
-from pydantic import BaseModel
-
 import agents
 from agents.handoff import HandoffRecord
-from coordinator.approvals import Decision, resume
-from coordinator.checkpoints import ApprovalView, approval_id, get_approval
-from coordinator.compile import plan_digest, skipped_steps, step_plans
-from coordinator.dispatch import dispatch_ready
-from coordinator.operator import abort_run, retry_step, skip_step
-from coordinator.specs import Step, Workflow, resolve_workflow
-from coordinator.timing import RunTimings, compute_timings
+from coordinator.engine.approvals import Decision, resume
+from coordinator.engine.checkpoints import ApprovalView, approval_id, get_approval
+from coordinator.engine.compile import plan_digest, skipped_steps, step_plans
+from coordinator.engine.dispatch import dispatch_ready
+from coordinator.engine.operator import abort_run, retry_step, skip_step
+from coordinator.engine.specs import Step, Workflow, resolve_workflow
+from coordinator.observation.status import RunStatus, StepStatus
+from coordinator.observation.timing import RunTimings, compute_timings
 from proj.celery import app, current_settings
 from proj.errors import (
     ApprovalNotFoundError,
@@ -37,24 +36,6 @@ from proj.plan import RunPlan
 from proj.registry import TERMINAL_STATES, Event, Registry, registry_for
 from proj.settings import Settings, check_time_limit
 from proj.tracing import current_traceparent, setup_tracing, span
-
-
-class StepStatus(BaseModel):
-    state: str
-    agent: str
-    worker: str | None = None
-    error: str | None = None
-    body_runs: int = 0
-
-
-class RunStatus(BaseModel):
-    id: str
-    workflow: str
-    state: str
-    created_at: float
-    finished_at: float | None = None
-    error: str | None = None
-    steps: dict[str, StepStatus]
 
 
 class Run:
@@ -205,7 +186,7 @@ class Run:
         return self._registry.events(self.id)
 
     def timings(self) -> RunTimings:
-        """The run's coordination-tax accounting (see coordinator.timing)."""
+        """The run's coordination-tax accounting (see coordinator.observation.timing)."""
         prices = self._registry.settings.model_prices
         records = self._registry.step_records(self.id)
         return compute_timings(self._record(), self.plan(), records, self.events(), prices)

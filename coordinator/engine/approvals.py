@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from jsonschema.validators import validator_for
 
-from coordinator.checkpoints import ApprovalView, get_approval, send_notifications, split_approval_id
-from coordinator.dispatch import dispatch_ready
+from coordinator.engine.checkpoints import ApprovalView, get_approval, send_notifications, split_approval_id
+from coordinator.engine.dispatch import dispatch_ready
 from proj.errors import ApprovalClosedError, ApprovalConflictError, ApprovalDataError, ApprovalNotFoundError
 from proj.registry import Registry
 

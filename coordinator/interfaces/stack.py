@@ -208,7 +208,7 @@ class ApiProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ApiProcess:
-        self.process = _spawn(["coordinator.cli", "api"], self.settings)
+        self.process = _spawn(["coordinator.interfaces.cli", "api"], self.settings)
         return self
 
     def wait_ready(self, timeout_s: float = 30.0) -> ApiProcess:

@@ -1,0 +1,1 @@
+"""The interfaces: the Python API (start, Run), the HTTP API, the CLI, the local stack and the demo."""

@@ -1,0 +1,1 @@
+"""Observation: a run's timings (the coordination tax), Prometheus metrics and reports."""

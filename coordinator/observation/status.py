@@ -1,0 +1,23 @@
+"""A run's status as the Python API, the HTTP API and reports show it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class StepStatus(BaseModel):
+    state: str
+    agent: str
+    worker: str | None = None
+    error: str | None = None
+    body_runs: int = 0
+
+
+class RunStatus(BaseModel):
+    id: str
+    workflow: str
+    state: str
+    created_at: float
+    finished_at: float | None = None
+    error: str | None = None
+    steps: dict[str, StepStatus]

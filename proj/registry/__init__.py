@@ -1,0 +1,67 @@
+"""The shared registry in Redis: runs, step results, claims, timings and the event log.
+
+Agents and coordinator callbacks are stateless; everything a run knows lives here, under the
+run's namespace (see :mod:`proj.keys`). Step transitions are Lua scripts (:mod:`proj.lua`), so
+each is one atomic round trip and duplicate deliveries cannot interleave; which transitions are
+legal is :mod:`proj.step_states`. One module per concept: plans, runs, steps, approvals, events,
+validation; :class:`Registry` is all of them over one connection pool.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+
+from proj.registry.approvals import ApprovalsMixin
+from proj.registry.events import EventsMixin
+from proj.registry.plans import SPEC_FIELD
+from proj.registry.records import (
+    TERMINAL_STATES,
+    BeginOutcome,
+    Event,
+    FinishOutcome,
+    RunSnapshot,
+    StepWork,
+    step_records_of,
+)
+from proj.registry.runs import RunsMixin
+from proj.registry.steps import StepsMixin
+from proj.registry.validation import ValidationMixin
+from proj.settings import Settings
+
+__all__ = [
+    "SPEC_FIELD",
+    "TERMINAL_STATES",
+    "BeginOutcome",
+    "Event",
+    "FinishOutcome",
+    "Registry",
+    "RunSnapshot",
+    "StepWork",
+    "registry_for",
+    "step_records_of",
+]
+
+
+class Registry(RunsMixin, StepsMixin, ApprovalsMixin, EventsMixin, ValidationMixin):
+    """Registry operations over one Redis connection pool.
+
+    Example:
+        >>> registry = Registry.from_settings(Settings(redis_url="redis://127.0.0.1:6379/0"))
+    """
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        client = redis.Redis.from_url(settings.resolved_redis_url, decode_responses=True, health_check_interval=30)
+        return cls(client, settings)
+
+
+@lru_cache(maxsize=8)
+def _registry_for(url: str, settings: Settings) -> Registry:
+    return Registry.from_settings(settings)
+
+
+def registry_for(settings: Settings) -> Registry:
+    """The process-wide registry for ``settings`` (one connection pool per URL and settings)."""
+    return _registry_for(settings.resolved_redis_url, settings)
