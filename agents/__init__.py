@@ -5,11 +5,13 @@ package registers them (and their Celery tasks ``agents.<role>``).
 """
 
 from agents import collapsed, doc_generator, merger, reviewer, router, test_writer, validator
-from agents.base import AgentRole, agent, get_role, known_roles, load_agent_modules, role_defaults
+from agents.backends import model_for, register_backend
+from agents.base import agent, get_role, known_roles, load_agent_modules, role_defaults
 from agents.context import StepContext
 from agents.handoff import HandoffRecord, RejectedApproach, StepOutcome
-from agents.llm import ChatModel, Completion, Message, model_for, register_backend
+from agents.llm import ChatModel, Completion, Message
 from agents.offline import OfflineModel, offline_skill
+from agents.role import AgentRole
 
 # The role modules are imported for their registrations.
 _BUILT_IN_ROLES = (collapsed, doc_generator, merger, reviewer, router, test_writer, validator)

@@ -16,31 +16,20 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from celery import Task
 
+from agents.role import AgentFunction, AgentRole
+from agents.runtime import execute_step
 from proj.celery import app, current_settings
 from proj.errors import ConfigurationError
 from proj.policy import RetryPolicy
 from proj.queues import COORDINATOR_QUEUE, agent_task_name
 
-AgentFunction = Callable[..., Any]
 F = TypeVar("F", bound=AgentFunction)
 
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-
-
-@dataclass(frozen=True)
-class AgentRole:
-    name: str
-    function: AgentFunction
-    task_name: str
-    retry: RetryPolicy | None = None
-    time_limit_s: float | None = None
-    soft_time_limit_s: float | None = None
-    prompt: str = ""  # what the role is asked to do; a collapsed run combines these
 
 
 _ROLES: dict[str, AgentRole] = {}
@@ -83,8 +72,6 @@ def _qualname(function: AgentFunction) -> str:
 
 
 def _make_task(entry: AgentRole) -> None:
-    from agents.runtime import execute_step
-
     def run_agent_step(task: Task, run_id: str, step: str, plan: str = "") -> dict[str, Any]:
         return execute_step(task, entry, run_id, step, plan)
 

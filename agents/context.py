@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from agents.handoff import HandoffRecord, RejectedApproach
 from agents.llm import ChatModel
+from agents.offline import OfflineModel
 
 
 class StepContext(BaseModel):
@@ -87,7 +88,5 @@ class StepContext(BaseModel):
     def model(self) -> ChatModel:
         if self._model is None:
             # Direct calls (unit tests, notebooks) get the offline model.
-            from agents.offline import OfflineModel
-
             self._model = OfflineModel()
         return self._model

@@ -2,20 +2,17 @@
 
 One small protocol (:class:`ChatModel`) that every backend implements, and a
 :class:`MeteredModel` wrapper that adds each call's usage to the running step's meter, so
-backends never have to remember to report tokens. Real HTTP backends arrive in a later issue;
-provider errors will be translated here, and only here.
+backends never have to remember to report tokens. Which backend a role calls is
+:mod:`agents.backends`; the backends are :mod:`agents.offline` and :mod:`agents.openai_backend`
+(which translates provider errors, there and only there).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from proj.errors import ConfigurationError
-from proj.settings import Settings
 from proj.tracing import span
 
 
@@ -100,38 +97,6 @@ class MeteredModel:
             current.set_attribute("agentchord.prompt_tokens", completion.prompt_tokens)
             current.set_attribute("agentchord.completion_tokens", completion.completion_tokens)
         return completion
-
-
-# Builds a backend for one model name (the role's, or AGENTCHORD_LLM_MODEL).
-BackendFactory = Callable[[Settings, str], ChatModel]
-_BACKENDS: dict[str, BackendFactory] = {}
-_lock = threading.Lock()
-
-
-def register_backend(name: str, factory: BackendFactory) -> None:
-    """Make ``AGENTCHORD_LLM_BACKEND=name`` build its models with ``factory(settings, model)``."""
-    _BACKENDS[name] = factory
-
-
-def model_for(settings: Settings, role: str | None = None) -> ChatModel:
-    """The model a role calls (per-role backend and model overrides), built once per process."""
-    backend = settings.role_backends.get(role or "", settings.llm_backend)
-    model = settings.role_models.get(role or "", settings.llm_model)
-    key = (settings, backend, model)
-    with _lock:
-        cached = _built.get(key)
-        if cached is None:
-            if backend == "openai":
-                import agents.openai_backend  # noqa: F401  (registers itself)
-            factory = _BACKENDS.get(backend)
-            if factory is None:
-                known = ", ".join(sorted({*_BACKENDS, "openai"}))
-                raise ConfigurationError(f"unknown model backend {backend!r} (AGENTCHORD_LLM_BACKEND); known: {known}")
-            cached = _built[key] = factory(settings, model)
-        return cached
-
-
-_built: dict[tuple[Settings, str, str], ChatModel] = {}
 
 
 def count_tokens(text: str) -> int:

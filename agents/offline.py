@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agents.llm import Completion, Message, count_tokens, register_backend
+from agents.llm import Completion, Message, count_tokens
+from proj.settings import Settings
 
 Skill = Callable[[list[Message]], Any]
 _SKILLS: dict[str, Skill] = {}
@@ -67,7 +68,9 @@ class OfflineModel:
         )
 
 
-register_backend("offline", lambda settings, _model: OfflineModel(settings.simulated_latency_ms))
+def build(settings: Settings, _model: str) -> OfflineModel:
+    """The ``offline`` backend's model (any model name: the offline model is one)."""
+    return OfflineModel(settings.simulated_latency_ms)
 
 
 def last_user_json(messages: list[Message]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 from jsonschema.validators import validator_for
 
-from agents.llm import Completion, Message, count_tokens, register_backend
+from agents.llm import Completion, Message, count_tokens
 from proj.errors import PermanentModelError, TransientModelError
 from proj.ratelimit import RateLimit, RateLimiter
 from proj.settings import Settings
@@ -133,7 +133,7 @@ def _retry_after_s(header: str | None) -> float:
         return 0.0  # an HTTP date; the retry policy's backoff applies instead
 
 
-def _build(settings: Settings, model: str) -> OpenAICompatibleModel:
+def build(settings: Settings, model: str) -> OpenAICompatibleModel:
     limiter = None
     if settings.llm_requests_per_minute or settings.llm_tokens_per_minute:
         from proj.registry import registry_for
@@ -143,6 +143,3 @@ def _build(settings: Settings, model: str) -> OpenAICompatibleModel:
         limit = RateLimit(settings.llm_requests_per_minute, settings.llm_tokens_per_minute, settings.llm_rate_window_s)
         limiter = RateLimiter(registry.client, registry.keys.rate_limit(provider, model), limit)
     return OpenAICompatibleModel(settings, model, limiter)
-
-
-register_backend("openai", _build)

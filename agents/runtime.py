@@ -23,16 +23,17 @@ from celery import Task
 from celery.signals import task_received
 from pydantic import BaseModel
 
-from agents.base import AgentRole
+from agents.backends import model_for
 from agents.context import StepContext
 from agents.handoff import HandoffRecord, StepOutcome, outcome_of
-from agents.llm import MeteredModel, UsageMeter, model_for
+from agents.llm import MeteredModel, UsageMeter
+from agents.role import AgentRole
 from proj.celery import app, current_settings
 from proj.errors import PermanentError, StepFailedError
 from proj.messages import send_steps
 from proj.plan import RunPlan, StepPlan
 from proj.policy import is_transient
-from proj.queues import ADVANCE_TASK
+from proj.queues import ADVANCE_TASK, ESCALATE_TO_APPROVAL_TASK, RERUN_TASK, VALIDATE_TASK
 from proj.registry import Registry, StepWork, registry_for
 from proj.tracing import annotate, span
 
@@ -40,9 +41,6 @@ logger = logging.getLogger(__name__)
 
 # How often a second copy of a step re-checks while the first holds the lease.
 _BUSY_POLL_MAX_S = 2.0
-ESCALATE_TO_APPROVAL_TASK = "coordinator.escalate_to_approval"
-VALIDATE_TASK = "coordinator.validate_candidate"
-RERUN_TASK = "coordinator.rerun_step"
 
 
 def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_digest: str = "") -> dict[str, Any]:

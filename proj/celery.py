@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
-from proj.queues import COORDINATOR_QUEUE, route_task
+from proj.queues import COORDINATOR_QUEUE, SWEEP_DEADLINES_TASK, WATCHDOG_TASK, route_task
 from proj.settings import Settings
 from proj.tracing import setup_tracing
 
@@ -51,10 +51,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Approval deadlines: any number of beats may run this; each deadline fires once.
         "beat_schedule": {
             "agentchord-sweep-approval-deadlines": {
-                "task": "coordinator.sweep_deadlines",
+                "task": SWEEP_DEADLINES_TASK,
                 "schedule": settings.deadline_sweep_interval_s,
             },
-            "agentchord-watchdog": {"task": "coordinator.engine.watchdog", "schedule": settings.watchdog_interval_s},
+            "agentchord-watchdog": {"task": WATCHDOG_TASK, "schedule": settings.watchdog_interval_s},
         },
         "enable_utc": True,
     }

@@ -12,12 +12,28 @@ AGENT_TASK_PREFIX = "agents."
 COORDINATOR_TASK_PREFIX = "coordinator."
 COORDINATOR_QUEUE = "coordinator"
 NOTIFICATIONS_QUEUE = "notifications"
-# The coordinator callback's stable name; agents re-dispatch a step into it after a hard time limit.
-ADVANCE_TASK = "coordinator.advance"
-# The errback of every agent task (hard time limits are only visible there).
-STEP_FAILED_TASK = "coordinator.step_failed"
+# Every coordinator task's name, the one table of them. Names are stable: a message in a queue
+# names its task, so a rename would orphan it.
+ADVANCE_TASK = "coordinator.advance"  # dispatch what is ready in a run (no longer on the step path)
+STEP_FAILED_TASK = "coordinator.step_failed"  # every agent task's errback (hard time limits)
+ESCALATE_TO_APPROVAL_TASK = "coordinator.escalate_to_approval"  # a failure handed to a human
+VALIDATE_TASK = "coordinator.validate_candidate"  # a validator gate: check the candidate
+RERUN_TASK = "coordinator.rerun_step"  # a validator gate: the generator's next round
+NOTIFY_TASK = "coordinator.notify_approval"  # one signed outbound notification
+SWEEP_DEADLINES_TASK = "coordinator.sweep_deadlines"  # beat: approvals past their deadline
+WATCHDOG_TASK = "coordinator.watchdog"  # beat: re-drive stalled runs
+COORDINATOR_TASKS = (
+    ADVANCE_TASK,
+    STEP_FAILED_TASK,
+    ESCALATE_TO_APPROVAL_TASK,
+    VALIDATE_TASK,
+    RERUN_TASK,
+    NOTIFY_TASK,
+    SWEEP_DEADLINES_TASK,
+    WATCHDOG_TASK,
+)
 # Coordinator tasks that get a queue of their own: outbound HTTP must never delay a handoff.
-_OWN_QUEUE = {"coordinator.notify_approval": NOTIFICATIONS_QUEUE}
+_OWN_QUEUE = {NOTIFY_TASK: NOTIFICATIONS_QUEUE}
 
 
 def agent_task_name(role: str) -> str:

@@ -20,6 +20,17 @@ def test_agent_tasks_route_to_their_role_queue_and_callbacks_to_coordinator() ->
     assert queue_for_task("agents.reviewer") == "reviewer"
     assert queue_for_task("agents.test_writer") == "test_writer"
     assert queue_for_task("coordinator.advance") == "coordinator"
+    assert queue_for_task("coordinator.notify_approval") == "notifications"
+
+
+def test_every_coordinator_task_is_named_in_the_one_table_and_beat_uses_it() -> None:
+    import coordinator.engine.callbacks  # noqa: F401  (registers the coordinator's tasks)
+    from proj.celery import app
+    from proj.queues import COORDINATOR_TASKS
+
+    registered = {name for name in app.tasks if name.startswith("coordinator.")}
+    assert registered == set(COORDINATOR_TASKS)
+    assert {entry["task"] for entry in app.conf.beat_schedule.values()} <= set(COORDINATOR_TASKS)
 
 
 @pytest.fixture

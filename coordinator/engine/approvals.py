@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from jsonschema.validators import validator_for
 
-from coordinator.engine.checkpoints import ApprovalView, get_approval, send_notifications, split_approval_id
+from coordinator.engine.checkpoints import ApprovalId, ApprovalView, get_approval, send_notifications
 from coordinator.engine.dispatch import dispatch_ready
 from proj.errors import ApprovalClosedError, ApprovalConflictError, ApprovalDataError, ApprovalNotFoundError
 from proj.registry import Registry
@@ -65,7 +65,8 @@ def _apply(
 ) -> str:
     """Run the decision script and follow up; returns its status (``ok``, ``escalated``,
     ``not_due``) or raises why nothing changed."""
-    run_id, step = split_approval_id(aid)
+    parsed = ApprovalId.parse(aid)
+    run_id, step = parsed.run_id, parsed.step
     plan = registry.plan_of(run_id)
     gate = plan[step].approval if step in plan else None
     output: Any = {"decision": decision, "comment": comment, "data": data, "decided_by": actor}

@@ -8,7 +8,7 @@
 - ``coordinator.step_failed``: every agent task's errback; a step killed by its hard time limit
   is retried later or escalated.
 - ``coordinator.escalate_to_approval``: a failed step handed to a human approval.
-- ``coordinator.engine.watchdog``: re-drives stalled runs from the registry (celery beat).
+- ``coordinator.watchdog``: re-drives stalled runs from the registry (celery beat).
 - ``coordinator.validate_candidate`` / ``coordinator.rerun_step``: a validator gate's loop.
 """
 
@@ -23,19 +23,29 @@ from celery.signals import worker_ready
 
 from agents.runtime import give_up
 from coordinator.engine.approvals import sweep_deadlines
-from coordinator.engine.checkpoints import park_failure
+from coordinator.engine.checkpoints import ApprovalId, park_failure
 from coordinator.engine.dispatch import dispatch_ready
 from coordinator.engine.notify import TransientDeliveryError, deliver, redact
 from coordinator.engine.watchdog import sweep_stalled
 from proj.celery import app, current_settings
 from proj.messages import send_step
+from proj.queues import (
+    ADVANCE_TASK,
+    ESCALATE_TO_APPROVAL_TASK,
+    NOTIFY_TASK,
+    RERUN_TASK,
+    STEP_FAILED_TASK,
+    SWEEP_DEADLINES_TASK,
+    VALIDATE_TASK,
+    WATCHDOG_TASK,
+)
 from proj.registry import registry_for
 
 logger = logging.getLogger(__name__)
 
 
 @app.task(  # type: ignore[untyped-decorator]
-    name="coordinator.advance",
+    name=ADVANCE_TASK,
     ignore_result=True,
     acks_late=True,
     autoretry_for=(redis.ConnectionError, redis.TimeoutError),
@@ -47,13 +57,13 @@ def advance(_finished: Any = None, run_id: str = "") -> list[str]:
     return dispatch_ready(registry_for(current_settings()), run_id)
 
 
-@app.task(name="coordinator.sweep_deadlines", ignore_result=True)  # type: ignore[untyped-decorator]
+@app.task(name=SWEEP_DEADLINES_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
 def sweep_deadlines_task(now: float | None = None) -> list[tuple[str, str]]:
     """Fire ``on_timeout`` of every approval past its deadline (``now``: tests pin the clock)."""
     return sweep_deadlines(registry_for(current_settings()), now)
 
 
-@app.task(name="coordinator.notify_approval", bind=True, acks_late=True, max_retries=None)  # type: ignore[untyped-decorator]
+@app.task(name=NOTIFY_TASK, bind=True, acks_late=True, max_retries=None)  # type: ignore[untyped-decorator]
 def notify_approval(self: Any, approval_id: str, url: str, event: str = "approval.requested") -> int | None:
     """Deliver one notification; retry 5xx/timeouts with exponential backoff and jitter."""
     settings = current_settings()
@@ -64,14 +74,18 @@ def notify_approval(self: Any, approval_id: str, url: str, event: str = "approva
     except TransientDeliveryError as exc:
         if attempt >= settings.notify_max_attempts:
             registry.add_event(
-                approval_id.partition(".")[0], "notification_failed", url=redact(url), event=event, error=str(exc)
+                ApprovalId.parse(approval_id).run_id,
+                "notification_failed",
+                url=redact(url),
+                event=event,
+                error=str(exc),
             )
             return None
         delay = settings.notify_backoff_s * 2 ** (attempt - 1)
         raise self.retry(countdown=delay * random.uniform(0.8, 1.2)) from None
 
 
-@app.task(name="coordinator.step_failed", ignore_result=True)  # type: ignore[untyped-decorator]
+@app.task(name=STEP_FAILED_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
 def step_failed(request: Any, exc: BaseException, traceback: Any, run_id: str = "", step: str = "") -> str:
     """Errback of every agent task, called in-process by Celery. Failures of the body were handled
     by the agent runtime already; a hard time limit killed the process before it could report,
@@ -103,14 +117,14 @@ def step_lost(run_id: str, step: str, error: str) -> str:
     return "escalated"
 
 
-@app.task(name="coordinator.escalate_to_approval", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
+@app.task(name=ESCALATE_TO_APPROVAL_TASK, ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
 def escalate_to_approval(run_id: str, step: str, error: str) -> bool:
     """Turn a failed step into a human approval (``on_failure: escalate_to_approval``)."""
     settings = current_settings()
     return park_failure(registry_for(settings), settings, run_id, step, error)
 
 
-@app.task(name="coordinator.engine.watchdog", ignore_result=True)  # type: ignore[untyped-decorator]
+@app.task(name=WATCHDOG_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
 def watchdog() -> dict[str, list[str]]:
     """Re-drive runs with no progress past AGENTCHORD_WATCHDOG_STALL_S."""
     return sweep_stalled(registry_for(current_settings()))
@@ -131,7 +145,7 @@ def warn_about_eviction(**_kwargs: Any) -> None:
         )
 
 
-@app.task(name="coordinator.validate_candidate", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
+@app.task(name=VALIDATE_TASK, ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
 def validate_candidate(run_id: str, step: str) -> str:
     """Send a validated step's candidate to its validator, on the validator role's queue."""
     registry = registry_for(current_settings())
@@ -145,7 +159,7 @@ def validate_candidate(run_id: str, step: str) -> str:
     return check
 
 
-@app.task(name="coordinator.rerun_step", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
+@app.task(name=RERUN_TASK, ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
 def rerun_step(run_id: str, step: str) -> None:
     """Run a validated step again (a new round, with the validator's critique)."""
     registry = registry_for(current_settings())

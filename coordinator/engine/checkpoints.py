@@ -8,6 +8,7 @@ shown, the answer schema, the deadline) is written to Redis with the run's state
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -15,22 +16,34 @@ from pydantic import BaseModel
 from proj.celery import app
 from proj.errors import ApprovalNotFoundError
 from proj.plan import RunPlan
+from proj.queues import NOTIFY_TASK
 from proj.registry import Registry
 from proj.settings import Settings
 
-NOTIFY_TASK = "coordinator.notify_approval"
+
+@dataclass(frozen=True)
+class ApprovalId:
+    """The id of the approval at gate ``step`` of ``run_id``, written ``<run_id>.<step>`` (run ids
+    never contain a dot). Parsed once, where an id comes in; passed on typed."""
+
+    run_id: str
+    step: str
+
+    def __str__(self) -> str:
+        return f"{self.run_id}.{self.step}"
+
+    @classmethod
+    def parse(cls, value: str) -> ApprovalId:
+        """``<run_id>.<step>``; anything else names no approval (:class:`ApprovalNotFoundError`)."""
+        run_id, dot, step = value.partition(".")
+        if not dot or not run_id or not step:
+            raise ApprovalNotFoundError(value)
+        return cls(run_id, step)
 
 
 def approval_id(run_id: str, step: str) -> str:
-    """The id of the approval at gate ``step`` of ``run_id`` (run ids never contain a dot)."""
-    return f"{run_id}.{step}"
-
-
-def split_approval_id(value: str) -> tuple[str, str]:
-    run_id, dot, step = value.partition(".")
-    if not dot or not run_id or not step:
-        raise ApprovalNotFoundError(value)
-    return run_id, step
+    """The id of the approval at gate ``step`` of ``run_id``, as a string."""
+    return str(ApprovalId(run_id, step))
 
 
 class ApprovalView(BaseModel):
@@ -105,8 +118,8 @@ def send_notifications(settings: Settings, aid: str, event: str) -> None:
 
 
 def get_approval(registry: Registry, settings: Settings, aid: str) -> ApprovalView:
-    run_id, step = split_approval_id(aid)
-    record = registry.approval(run_id, step)
+    parsed = ApprovalId.parse(aid)
+    record = registry.approval(parsed.run_id, parsed.step)
     if not record:
         raise ApprovalNotFoundError(aid)
     return _view(record, settings)
@@ -116,8 +129,8 @@ def pending_approvals(registry: Registry, settings: Settings, limit: int = 100) 
     """Pending approvals, oldest first."""
     views = []
     for aid in registry.pending_approval_ids(limit):
-        run_id, step = split_approval_id(aid)
-        record = registry.approval(run_id, step)
+        parsed = ApprovalId.parse(aid)
+        record = registry.approval(parsed.run_id, parsed.step)
         if record:
             views.append(_view(record, settings))
     return views

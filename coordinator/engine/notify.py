@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from coordinator.engine.checkpoints import get_approval
+from coordinator.engine.checkpoints import ApprovalId, get_approval
 from coordinator.engine.webhooks import signed_request
 from proj.registry import Registry
 
@@ -49,7 +49,7 @@ def payload_for(registry: Registry, aid: str, event: str) -> dict[str, Any]:
 
 def deliver(registry: Registry, aid: str, url: str, event: str, attempt: int, timeout_s: float = 10.0) -> int:
     """POST one notification; returns the HTTP status, raises :class:`TransientDeliveryError`."""
-    run_id = aid.partition(".")[0]
+    run_id = ApprovalId.parse(aid).run_id
     # One message id per (approval, event, URL), the same on every retry, as the scheme asks.
     digest = hashlib.sha256(url.encode()).hexdigest()[:12]
     body, headers = signed_request(registry.settings, f"msg_{aid}_{event}_{digest}", payload_for(registry, aid, event))
