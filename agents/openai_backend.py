@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from jsonschema.validators import validator_for
@@ -21,6 +20,7 @@ from jsonschema.validators import validator_for
 from agents.llm import Completion, Message, count_tokens
 from proj.errors import PermanentModelError, TransientModelError
 from proj.ratelimit import RateLimit, RateLimiter
+from proj.redaction import url_host
 from proj.settings import Settings
 
 
@@ -30,7 +30,7 @@ class OpenAICompatibleModel:
     def __init__(self, settings: Settings, model: str, limiter: RateLimiter | None = None) -> None:
         self.settings = settings
         self.name = model
-        self.provider = urlsplit(settings.llm_base_url).netloc or settings.llm_base_url
+        self.provider = url_host(settings.llm_base_url)
         self.limiter = limiter
         headers = {"content-type": "application/json"}
         if settings.llm_api_key is not None:
@@ -139,7 +139,7 @@ def build(settings: Settings, model: str) -> OpenAICompatibleModel:
         from proj.registry import registry_for
 
         registry = registry_for(settings)
-        provider = urlsplit(settings.llm_base_url).netloc or settings.llm_base_url
+        provider = url_host(settings.llm_base_url)
         limit = RateLimit(settings.llm_requests_per_minute, settings.llm_tokens_per_minute, settings.llm_rate_window_s)
         limiter = RateLimiter(registry.client, registry.keys.rate_limit(provider, model), limit)
     return OpenAICompatibleModel(settings, model, limiter)

@@ -7,6 +7,7 @@ settings before anything connects.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
@@ -83,6 +84,11 @@ def current_settings() -> Settings:
     """The settings the app was configured with."""
     return _settings
 
+
+# httpx logs every request's full URL at INFO (credentials, tokens in paths, query strings):
+# agentchord logs its outbound calls itself, redacted (proj.redaction).
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 _settings = Settings()
 app = Celery("agentchord")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from coordinator.engine.checkpoints import ApprovalId, get_approval
 from coordinator.engine.webhooks import signed_request
+from proj.redaction import redact_url
 from proj.registry import Registry
 
 SUMMARY_CHARS = 300
@@ -26,8 +26,8 @@ class TransientDeliveryError(Exception):
 
 
 def redact(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}/…" if parts.path not in ("", "/") else url
+    """The URL as events and logs may show it (see :func:`proj.redaction.redact_url`)."""
+    return redact_url(url)
 
 
 def payload_for(registry: Registry, aid: str, event: str) -> dict[str, Any]:

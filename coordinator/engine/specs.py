@@ -231,10 +231,12 @@ def builtin_workflows() -> list[str]:
 
 
 def builtin_workflow(name: str) -> Workflow:
-    """A shipped workflow by name (e.g. ``code_review``)."""
+    """A shipped workflow by name (e.g. ``code_review``). Only the names :func:`builtin_workflows`
+    lists resolve: a path, ``..`` or any other name reads nothing and is simply unknown."""
+    known = builtin_workflows()
+    if name not in known:
+        raise UnknownWorkflowError(name, known)
     resource = resources.files("coordinator.workflows") / f"{name}.yaml"
-    if not resource.is_file():
-        raise UnknownWorkflowError(name, builtin_workflows())
     return parse_workflow(yaml.safe_load(resource.read_text(encoding="utf-8")), f"built-in {name}")
 
 

@@ -22,7 +22,7 @@ from coordinator.engine.approvals import resume
 from coordinator.engine.checkpoints import ApprovalView, get_approval, pending_approvals
 from coordinator.engine.operator import abort_run, retry_step, skip_step
 from coordinator.engine.specs import Workflow, builtin_workflow
-from coordinator.engine.webhooks import authenticate
+from coordinator.engine.webhooks import authenticate, spend_webhook_id, strict_json
 from coordinator.interfaces.runner import get_run, start
 from coordinator.observation.metrics import RegistryCollector
 from coordinator.observation.status import RunStatus
@@ -133,8 +133,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return bytes(body)
 
     def caller(request: Request, body: bytes = Depends(raw_body)) -> tuple[str, bytes]:
-        """Authenticate; return (who, raw body). Runs in the threadpool (it talks to Redis)."""
-        return authenticate(request.headers, body, settings, registry), body
+        """Authenticate; return (who, raw body). Runs in the threadpool (it talks to Redis).
+        A signed request's webhook-id is spent here only for routes without a body; routes with
+        one spend it after the body is valid (``parse_and_spend``), so a bad body burns nothing."""
+        who = authenticate(request.headers, body, settings, registry, spend=not body)
+        return who, body
+
+    def parse_and_spend(auth: tuple[str, bytes], model: type[BaseModel]) -> Any:
+        who, body = auth
+        parsed = parse(body, model)
+        if body:
+            spend_webhook_id(who, settings, registry)
+        return parsed
 
     @api.exception_handler(AgentchordError)
     async def agentchord_error(_request: Request, exc: AgentchordError) -> JSONResponse:
@@ -156,11 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"error": "RegistryUnavailable", "detail": "the Redis registry is unreachable"}, 503)
 
     def parse(body: bytes, model: type[BaseModel]) -> Any:
-        try:
-            value = json.loads(body or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MalformedBodyError(str(exc)) from None
-        return model.model_validate(value)
+        return model.model_validate(strict_json(body or b"null"))
 
     metrics_registry = CollectorRegistry(auto_describe=False)
     metrics_registry.register(RegistryCollector(registry))
@@ -179,7 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @api.post("/workflows", status_code=202, response_model=StartResponse)
     def start_workflow(auth: tuple[str, bytes] = Depends(caller)) -> StartResponse:
         """Start a workflow run (idempotent with ``idempotency_key``)."""
-        request: StartRequest = parse(auth[1], StartRequest)
+        request: StartRequest = parse_and_spend(auth, StartRequest)
         if (request.workflow is None) == (request.spec is None):
             raise MalformedBodyError("give exactly one of 'workflow' (a built-in name) or 'spec'")
         # Only built-ins by name: a path from a client must never be read from disk.
@@ -203,14 +209,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @api.post("/workflows/{run_id}/steps/{step}/skip", status_code=202)
     def skip_failed_step(run_id: str, step: str, auth: tuple[str, bytes] = Depends(caller)) -> dict[str, str]:
         """Operator: give a failed step an output and continue. 409 unless it is failed."""
-        request: SkipRequest = parse(auth[1], SkipRequest)
+        request: SkipRequest = parse_and_spend(auth, SkipRequest)
         skip_step(registry, run_id, step, request.output, actor=auth[0])
         return {"run_id": run_id, "step": step, "action": "skip"}
 
     @api.post("/workflows/{run_id}/abort")
     def abort(run_id: str, auth: tuple[str, bytes] = Depends(caller)) -> dict[str, Any]:
         """Operator: end the run failed. ``ended`` is false when it had ended already."""
-        request: AbortRequest = parse(auth[1] or b"{}", AbortRequest)
+        request: AbortRequest = parse_and_spend((auth[0], auth[1] or b"{}"), AbortRequest)
         return {"run_id": run_id, "ended": abort_run(registry, run_id, request.reason, actor=auth[0])}
 
     @api.post("/workflows/{run_id}/cancel")
@@ -234,8 +240,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     def resume_approval(approval_id: str, auth: tuple[str, bytes] = Depends(caller)) -> ApprovalView:
         """Approve or reject. Exactly one decision wins; the others get 409 with the winner."""
-        who, body = auth
-        request: ResumeRequest = parse(body, ResumeRequest)
-        return resume(registry, approval_id, request.decision, comment=request.comment, data=request.data, actor=who)
+        request: ResumeRequest = parse_and_spend(auth, ResumeRequest)
+        return resume(
+            registry, approval_id, request.decision, comment=request.comment, data=request.data, actor=auth[0]
+        )
 
     return api

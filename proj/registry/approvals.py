@@ -50,6 +50,10 @@ class ApprovalsMixin(RegistryBase):
             now = seconds + micros / 1e6
         return list(self.client.zrangebyscore(self.keys.approval_deadlines, "-inf", now, start=0, num=limit))
 
+    def webhook_id_seen(self, webhook_id: str) -> bool:
+        """Was this inbound webhook-id spent already (within its replay window)?"""
+        return bool(self.client.exists(self.keys.webhook_seen(webhook_id)))
+
     def claim_webhook_id(self, webhook_id: str, ttl_s: int) -> bool:
         """The replay store: True the first time an inbound webhook-id is seen within ``ttl_s``."""
         return bool(self.client.set(self.keys.webhook_seen(webhook_id), "1", nx=True, ex=ttl_s))

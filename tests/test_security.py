@@ -1,0 +1,118 @@
+"""Hostile requests over real HTTP: each gets a 4xx that echoes nothing secret and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from pydantic import SecretStr
+
+from coordinator import start
+from coordinator.engine.notify import deliver
+from coordinator.engine.webhooks import signed_request
+from coordinator.interfaces.stack import ApiProcess
+from proj.redaction import redact_url, url_host
+from proj.registry import registry_for
+from proj.settings import Settings
+from tests.conftest import WEBHOOK_SECRET
+from tests.receiver import Receiver
+from tests.test_approvals import bearer, gated
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def runs_now(settings: Settings) -> int:
+    return int(registry_for(settings).client.zcard(registry_for(settings).keys.runs_index))
+
+
+@pytest.mark.parametrize("name", ["/etc/hostname", "../../../../etc/hostname", "code_review/../code_review", "SECRET"])
+def test_a_workflow_name_never_reads_a_file(
+    name: str, settings: Settings, api: ApiProcess, client: redis.Redis, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "SECRET.yaml"
+    secret_file.write_text("db_password: hunter2\n")
+    before = runs_now(settings)
+    for candidate in (name, str(secret_file.with_suffix("")), str(secret_file)):
+        response = httpx.post(f"{api.url}/workflows", json={"workflow": candidate}, headers=bearer(), timeout=30)
+        assert response.status_code == 404, response.text
+        assert "db_password" not in response.text and "hunter2" not in response.text
+        assert response.json()["error"] == "UnknownWorkflowError"
+    assert runs_now(settings) == before
+
+
+HOSTILE_BODIES = {
+    "NaN": b'{"workflow": "triage", "input": {"x": NaN}}',
+    "Infinity": b'{"workflow": "triage", "input": {"x": -Infinity}}',
+    "1e400": b'{"workflow": "triage", "input": {"x": 1e400}}',
+    "5000 levels": b'{"workflow": "triage", "input": {"x": ' + b"[" * 5000 + b"]" * 5000 + b"}}",
+    "5000 digits": b'{"workflow": "triage", "input": {"x": ' + b"9" * 5000 + b"}}",
+    "not UTF-8": b'{"workflow": "\xff"}',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_BODIES))
+def test_hostile_json_gets_400_and_starts_nothing(
+    kind: str, settings: Settings, api: ApiProcess, client: redis.Redis
+) -> None:
+    before = runs_now(settings)
+    headers = {**bearer(), "content-type": "application/json"}
+    response = httpx.post(f"{api.url}/workflows", content=HOSTILE_BODIES[kind], headers=headers, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "MalformedBodyError"
+    assert runs_now(settings) == before
+
+
+def test_hostile_json_in_a_decision_changes_nothing(settings: Settings, api: ApiProcess, client: redis.Redis) -> None:
+    run = start(gated(name=f"hostile_{uuid.uuid4().hex[:6]}"), input={})
+    approval = run.wait_for_approval(timeout=30)
+    body = b'{"decision": "approve", "data": {"note": NaN}}'
+    response = httpx.post(f"{api.url}/approvals/{approval.id}", content=body, headers=bearer(), timeout=30)
+    assert response.status_code == 400, response.text
+    assert run.approvals()[0].state == "pending" and run.status().state == "waiting_approval"
+
+
+def test_a_signed_request_with_a_bad_body_does_not_spend_its_webhook_id(
+    settings: Settings, api: ApiProcess, client: redis.Redis
+) -> None:
+    run = start(gated(name=f"spend_{uuid.uuid4().hex[:6]}"), input={})
+    approval = run.wait_for_approval(timeout=30)
+    signing = settings.model_copy(update={"webhook_secrets": (SecretStr(WEBHOOK_SECRET),)})
+    message_id = f"msg_{uuid.uuid4().hex}"
+    bad, bad_headers = signed_request(signing, message_id, {"decision": "maybe"})
+    response = httpx.post(f"{api.url}/approvals/{approval.id}", content=bad, headers=bad_headers, timeout=30)
+    assert response.status_code == 422, response.text
+    good, headers = signed_request(signing, message_id, {"decision": "approve", "data": {"note": "ok"}})
+    accepted = httpx.post(f"{api.url}/approvals/{approval.id}", content=good, headers=headers, timeout=30)
+    assert accepted.status_code == 200, accepted.text
+    replay = httpx.post(f"{api.url}/approvals/{approval.id}", content=good, headers=headers, timeout=30)
+    assert replay.status_code == 409 and replay.json()["error"] == "ReplayedWebhookError"
+
+
+def test_urls_are_redacted_to_scheme_and_host() -> None:
+    assert redact_url("https://user:pw@hooks.example:8443/T0KEN?key=s#frag") == "https://hooks.example:8443/…"
+    assert redact_url("https://hooks.example/?key=s") == "https://hooks.example/…"
+    assert redact_url("https://hooks.example") == "https://hooks.example/"
+    assert url_host("http://user:pw@llm.local:8000/v1") == "llm.local:8000"
+
+
+def test_planted_secrets_in_a_webhook_url_reach_neither_the_event_log_nor_the_logs(
+    settings: Settings, receiver: Receiver, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = start(gated(name=f"planted_{uuid.uuid4().hex[:6]}"), input={})
+    approval = run.wait_for_approval(timeout=30)
+    port = httpx.URL(receiver.url).port
+    planted = ("PLANTEDPASSWORD", "PLANTEDPATHTOKEN", "PLANTEDQUERY")
+    url = f"http://hook-user:{planted[0]}@127.0.0.1:{port}/hooks/{planted[1]}?key={planted[2]}"
+    with caplog.at_level(logging.DEBUG):
+        assert deliver(registry_for(settings), approval.id, url, "approval.requested", 1) == 200
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    stored = json.dumps([e.fields for e in run.events()])
+    assert "notification_attempt" in {e.type for e in run.events()}
+    for secret in planted:
+        assert secret not in logged, secret
+        assert secret not in stored, secret
