@@ -61,6 +61,9 @@ def up(
     agents.load_agent_modules(settings.agent_modules)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Ctrl-C stops the stack even when `up` was started from a background job or a service
+    # manager, which hand their children SIGINT ignored (Python then installs no handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with LocalStack(
         settings, agents.known_roles(), flower=flower, concurrency=concurrency, single_worker=single_worker
     ) as stack:
