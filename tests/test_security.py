@@ -116,3 +116,70 @@ def test_planted_secrets_in_a_webhook_url_reach_neither_the_event_log_nor_the_lo
     for secret in planted:
         assert secret not in logged, secret
         assert secret not in stored, secret
+
+
+@pytest.mark.parametrize(
+    ("schema", "why"),
+    [
+        ({"$ref": "http://127.0.0.1:9/schema.json"}, "not local"),
+        ({"properties": {"x": {"$ref": "file:///etc/hostname"}}}, "not local"),
+        ({"properties": {"x": {"type": "string", "pattern": "^(a+)+$"}}}, "nests quantifiers"),
+        ({"patternProperties": {"(\\w*)*x": {}}}, "nests quantifiers"),
+        ({"type": "nonsense"}, "not a valid JSON Schema"),
+    ],
+)
+def test_a_gate_schema_that_could_fetch_or_hang_is_refused_when_the_workflow_is_defined(
+    schema: dict[str, object], why: str, settings: Settings, api: ApiProcess, client: redis.Redis
+) -> None:
+    spec = {
+        "name": "bad_gate",
+        "steps": [{"name": "a", "agent": "echo"}, {"name": "g", "approval": {"schema": schema}, "after": ["a"]}],
+    }
+    before = runs_now(settings)
+    response = httpx.post(f"{api.url}/workflows", json={"spec": spec}, headers=bearer(), timeout=30)
+    assert response.status_code == 422, response.text
+    assert why in response.text
+    assert runs_now(settings) == before
+
+
+def test_a_rejection_with_data_is_checked_against_the_gate_schema(
+    settings: Settings, api: ApiProcess, client: redis.Redis
+) -> None:
+    run = start(gated(name=f"reject_{uuid.uuid4().hex[:6]}"), input={})
+    approval = run.wait_for_approval(timeout=30)
+    bad = httpx.post(
+        f"{api.url}/approvals/{approval.id}",
+        json={"decision": "reject", "data": {"note": 12}},
+        headers=bearer(),
+        timeout=30,
+    )
+    assert bad.status_code == 422, bad.text
+    assert run.approvals()[0].state == "pending"
+    plain = httpx.post(f"{api.url}/approvals/{approval.id}", json={"decision": "reject"}, headers=bearer(), timeout=30)
+    assert plain.status_code == 200, plain.text
+
+
+def test_pending_approvals_page_by_cursor_oldest_first(
+    settings: Settings, api: ApiProcess, client: redis.Redis
+) -> None:
+    ours = []
+    for _ in range(3):
+        run = start(gated(name=f"page_{uuid.uuid4().hex[:6]}"), input={})
+        ours.append(run.wait_for_approval(timeout=30).id)
+    seen: list[dict[str, object]] = []
+    cursor: str | None = None
+    for _ in range(20):
+        params: dict[str, str | int] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = httpx.get(f"{api.url}/approvals", params=params, headers=bearer(), timeout=30)
+        assert page.status_code == 200, page.text
+        assert len(page.json()) <= 2
+        seen += page.json()
+        cursor = page.headers.get("x-next-cursor")
+        if cursor is None:
+            break
+    ids = [item["id"] for item in seen]
+    assert len(ids) == len(set(ids)) and [i for i in ids if i in ours] == ours
+    requested = [item["requested_at"] for item in seen]
+    assert requested == sorted(requested)
+    bad = httpx.get(f"{api.url}/approvals", params={"cursor": "nonsense"}, headers=bearer(), timeout=30)
+    assert bad.status_code == 400

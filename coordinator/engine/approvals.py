@@ -37,7 +37,9 @@ def resume(
     :class:`ApprovalClosedError` (the run ended).
     """
     view = get_approval(registry, registry.settings, aid)
-    if decision == "approve" and view.data_schema is not None:
+    # The gate's schema covers a decision's data: an approval's always ({} when none is sent), a
+    # rejection's when it sends any (a reason-less reject stays possible).
+    if view.data_schema is not None and (decision == "approve" or data is not None):
         _check_data(aid, view.data_schema, {} if data is None else data)
     _apply(registry, aid, decision, comment=comment, data=data, actor=actor)
     return get_approval(registry, registry.settings, aid)
@@ -45,10 +47,11 @@ def resume(
 
 def _check_data(aid: str, schema: dict[str, Any], data: Any) -> None:
     validator = validator_for(schema)(schema)
-    problems = [
-        f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
-        for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    ]
+    try:
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    except Exception as exc:  # a schema stored before gate schemas were checked (a remote $ref)
+        raise ApprovalDataError(aid, [f"the gate's schema cannot be applied: {type(exc).__name__}"]) from None
+    problems = [f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}" for error in errors]
     if problems:
         raise ApprovalDataError(aid, problems)
 

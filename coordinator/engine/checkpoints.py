@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from proj.celery import app
-from proj.errors import ApprovalNotFoundError
+from proj.errors import ApprovalNotFoundError, MalformedBodyError
 from proj.plan import RunPlan
 from proj.queues import NOTIFY_TASK
 from proj.registry import Registry
@@ -125,15 +125,28 @@ def get_approval(registry: Registry, settings: Settings, aid: str) -> ApprovalVi
     return _view(record, settings)
 
 
-def pending_approvals(registry: Registry, settings: Settings, limit: int = 100) -> list[ApprovalView]:
-    """Pending approvals, oldest first."""
+def pending_approvals(
+    registry: Registry, settings: Settings, limit: int = 100, cursor: str | None = None
+) -> tuple[list[ApprovalView], str | None]:
+    """One page of pending approvals, oldest first, and the cursor of the next page (None: this
+    was the last). ``cursor``: what the previous page returned; a malformed one is
+    :class:`MalformedBodyError`."""
+    after = None
+    if cursor is not None:
+        when, _, aid = cursor.partition("|")
+        try:
+            after = (float(when), str(ApprovalId.parse(aid)))
+        except (ValueError, ApprovalNotFoundError):
+            raise MalformedBodyError(f"cursor {cursor[:80]!r} is not one this API returned") from None
+    page = registry.pending_approval_ids(limit, after)
     views = []
-    for aid in registry.pending_approval_ids(limit):
+    for _, aid in page:
         parsed = ApprovalId.parse(aid)
         record = registry.approval(parsed.run_id, parsed.step)
         if record:
             views.append(_view(record, settings))
-    return views
+    following = f"{page[-1][0]:.6f}|{page[-1][1]}" if len(page) == limit else None
+    return views, following
 
 
 def _view(record: dict[str, str], settings: Settings) -> ApprovalView:

@@ -16,6 +16,8 @@ are checked against the registered roles by :meth:`Workflow.check_agents`.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from graphlib import CycleError as GraphCycleError
 from graphlib import TopologicalSorter
 from importlib import resources
@@ -73,6 +75,36 @@ class Approval(BaseModel):
         if isinstance(value, type) and issubclass(value, BaseModel):
             return value.model_json_schema()
         return value
+
+
+# A quantified group that itself contains a quantifier, e.g. (a+)+ or (\w*)*: the shape of the
+# patterns whose matching time explodes on a crafted input.
+_NESTED_QUANTIFIER = re.compile(r"\([^()]*[*+?}][^()]*\)\s*[*+{]")
+_MAX_PATTERN = 200
+
+
+def _pattern_problem(pattern: str) -> str | None:
+    """Why a schema pattern is refused, or None."""
+    if len(pattern) > _MAX_PATTERN:
+        return f"pattern longer than {_MAX_PATTERN} characters"
+    if _NESTED_QUANTIFIER.search(pattern):
+        return f"pattern {pattern[:80]!r} nests quantifiers (it could backtrack for ever)"
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"pattern {pattern[:80]!r} is not a regular expression: {exc}"
+    return None
+
+
+def _walk(value: Any) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) pair in a JSON document, depth first."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key, item
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
 
 
 class Validate(BaseModel):
@@ -195,6 +227,16 @@ def _check_gate(workflow: Workflow, name: str, gate: Approval) -> None:
             validator_for(gate.data_schema).check_schema(gate.data_schema)
         except SchemaError as exc:
             raise InvalidApprovalError(name, f"`schema` is not a valid JSON Schema: {exc.message}") from None
+        # The API applies it to reviewers' data: it must fetch nothing and match in bounded time.
+        for key, item in _walk(gate.data_schema):
+            if key in ("$ref", "$dynamicRef", "$recursiveRef") and not str(item).startswith("#"):
+                raise InvalidApprovalError(
+                    name, f"`schema` {key} {str(item)[:80]!r} is not local: a gate schema must be self-contained"
+                )
+            patterns = [item] if key == "pattern" else list(item) if key == "patternProperties" else []
+            for pattern in patterns:
+                if problem := _pattern_problem(str(pattern)):
+                    raise InvalidApprovalError(name, f"`schema` {problem}")
 
 
 def parse_workflow(data: Any, source: str = "<data>") -> Workflow:

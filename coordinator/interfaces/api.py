@@ -13,7 +13,7 @@ import json
 from typing import Any, Literal
 
 import redis
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
@@ -225,9 +225,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"run_id": run_id, "cancelled": get_run(run_id, settings=settings).cancel()}
 
     @api.get("/approvals", response_model=list[ApprovalView])
-    def list_approvals(_auth: tuple[str, bytes] = Depends(caller)) -> list[ApprovalView]:
-        """Pending approvals, oldest first, with their context and resume URL."""
-        return pending_approvals(registry, settings)
+    def list_approvals(
+        response: Response,
+        limit: int = Query(default=100, ge=1, le=1000),
+        cursor: str | None = Query(default=None, max_length=300),
+        _auth: tuple[str, bytes] = Depends(caller),
+    ) -> list[ApprovalView]:
+        """Pending approvals, oldest first (by when they were requested), with their context and
+        resume URL; at most ``limit``. When there may be more, the ``X-Next-Cursor`` header holds
+        the ``cursor`` of the next page."""
+        views, following = pending_approvals(registry, settings, limit, cursor)
+        if following is not None:
+            response.headers["X-Next-Cursor"] = following
+        return views
 
     @api.get("/approvals/{approval_id}", response_model=ApprovalView)
     def show_approval(approval_id: str, _auth: tuple[str, bytes] = Depends(caller)) -> ApprovalView:

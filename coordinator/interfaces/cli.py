@@ -115,7 +115,7 @@ def approvals() -> None:
     """Pending approvals, oldest first."""
     settings = _settings()
     table = Table("approval id", "workflow", "prompt", "deadline", "escalated")
-    for view in pending_approvals(registry_for(settings), settings):
+    for view in pending_approvals(registry_for(settings), settings)[0]:
         deadline = "-" if view.deadline is None else f"{view.deadline - time.time():.0f}s left"
         table.add_row(view.id, view.workflow, view.prompt, deadline, "yes" if view.escalated else "")
     console.print(table)

@@ -40,8 +40,17 @@ class ApprovalsMixin(RegistryBase):
     def approval(self, run_id: str, step: str) -> dict[str, str]:
         return dict(self.client.hgetall(self.run_keys(run_id).approval(step)))
 
-    def pending_approval_ids(self, limit: int = 100) -> list[str]:
-        return list(self.client.zrange(self.keys.pending_approvals, 0, limit - 1))
+    def pending_approval_ids(self, limit: int = 100, after: tuple[float, str] | None = None) -> list[tuple[float, str]]:
+        """Pending approvals as (requested_at, id), oldest first (ties by id); ``after``: the
+        last pair of the previous page. A position, not an offset: decisions between two pages
+        neither skip nor repeat an approval."""
+        if after is None:
+            return [(s, a) for a, s in self.client.zrange(self.keys.pending_approvals, 0, limit - 1, withscores=True)]
+        # Ties on the time are rare (microseconds): fetch a few more and skip what is not after.
+        rows = self.client.zrangebyscore(
+            self.keys.pending_approvals, after[0], "+inf", start=0, num=limit + 64, withscores=True
+        )
+        return [(s, a) for a, s in rows if (s, a) > after][:limit]
 
     def due_approval_ids(self, now: float | None = None, limit: int = 100) -> list[str]:
         """Approvals whose deadline has passed (by the Redis server clock unless ``now`` is given)."""
