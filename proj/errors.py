@@ -238,6 +238,15 @@ class BodyTooLargeError(RequestRejectedError):
         return f"request body is larger than {self.limit_bytes} bytes"
 
 
+class TooManyAuthFailuresError(RequestRejectedError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return f"more than {self.limit} failed authentications from this client in a minute; try later"
+
+
 class MalformedBodyError(RequestRejectedError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -115,6 +115,10 @@ class Keys:
         """Sorted set: calls admitted to ``provider``/``model`` in the current window."""
         return f"{self.prefix}:ratelimit:{provider}:{model}"
 
+    def auth_failures(self, client: str, minute: int) -> str:
+        """Counter with a TTL: failed authentications from one client address in one minute."""
+        return f"{self.prefix}:authfail:{client}:{minute}"
+
     def webhook_seen(self, webhook_id: str) -> str:
         """String with a TTL: an inbound webhook-id already accepted (the replay store)."""
         return f"{self.prefix}:webhook:seen:{webhook_id}"

@@ -15,6 +15,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DAY_S = 24 * 3600
 
 
+# The shortest API token or webhook secret accepted (after the ``whsec_`` prefix).
+MIN_SECRET_CHARS = 16
+
+
 class Settings(BaseSettings):
     """Every knob of agentchord. Each field is ``AGENTCHORD_<FIELD>`` in the environment.
 
@@ -23,7 +27,8 @@ class Settings(BaseSettings):
         604800
     """
 
-    model_config = SettingsConfigDict(env_prefix="AGENTCHORD_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a rejected setting (a weak token, say) is never echoed in the error.
+    model_config = SettingsConfigDict(env_prefix="AGENTCHORD_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     redis_url: str | None = Field(
         default=None,
@@ -140,6 +145,12 @@ class Settings(BaseSettings):
         "comma-separated: old and new are both valid during a rotation. The first signs outbound "
         "notifications.",
     )
+    api_docs: bool = Field(
+        default=True, description="Serve /docs, /redoc and /openapi.json (turn off in production if unwanted)."
+    )
+    auth_failures_per_minute: int = Field(
+        default=30, ge=1, description="Failed authentications one client may make per minute; then 429."
+    )
     webhook_tolerance_s: int = Field(
         default=300, gt=0, le=300, description="Max age/skew of an inbound webhook-timestamp."
     )
@@ -170,6 +181,17 @@ class Settings(BaseSettings):
     def _split_modules(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("api_tokens", "webhook_secrets", mode="after")
+    @classmethod
+    def _strong_enough(cls, value: tuple[SecretStr, ...], info: Any) -> tuple[SecretStr, ...]:
+        """A guessable credential is refused at start (its value is never shown)."""
+        for secret in value:
+            raw = secret.get_secret_value().removeprefix("whsec_")
+            if len(raw) < MIN_SECRET_CHARS:
+                name = f"AGENTCHORD_{str(info.field_name).upper()}"
+                raise ValueError(f"{name}: every entry needs at least {MIN_SECRET_CHARS} characters")
         return value
 
     def __hash__(self) -> int:

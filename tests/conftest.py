@@ -94,6 +94,8 @@ def settings(redis_server: RedisServer, receiver: Receiver, otlp: OtlpReceiver, 
         public_url=f"http://127.0.0.1:{api_port}",
         webhook_secrets=(SecretStr(WEBHOOK_SECRET), SecretStr(OLD_WEBHOOK_SECRET)),
         api_tokens=(SecretStr(API_TOKEN),),
+        # The tests send many bad credentials from one address on purpose; one test lowers it.
+        auth_failures_per_minute=100_000,
         approval_webhook_urls=(receiver.url,),
         notify_backoff_s=0.1,
         notify_max_attempts=3,

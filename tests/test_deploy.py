@@ -47,3 +47,8 @@ def test_env_example_lists_every_setting_and_nothing_else() -> None:
         if line and not line.startswith("#")
     }
     assert listed == {f"AGENTCHORD_{name.upper()}" for name in Settings.model_fields}
+
+
+def test_flower_is_published_on_this_host_only() -> None:
+    flower = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["flower"]
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]

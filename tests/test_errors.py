@@ -38,6 +38,7 @@ SAMPLES: list[errors.AgentchordError] = [
     errors.TransientModelError("http://llm", "HTTP 429", 2.0),
     errors.PermanentModelError("http://llm", "HTTP 400: bad request"),
     errors.MalformedBodyError("Expecting value: line 1 column 1 (char 0)"),
+    errors.TooManyAuthFailuresError(30),
 ]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from coordinator import start
 from coordinator.engine.notify import deliver
@@ -183,3 +183,46 @@ def test_pending_approvals_page_by_cursor_oldest_first(
     assert requested == sorted(requested)
     bad = httpx.get(f"{api.url}/approvals", params={"cursor": "nonsense"}, headers=bearer(), timeout=30)
     assert bad.status_code == 400
+
+
+def test_a_client_that_keeps_failing_authentication_gets_429(settings: Settings, client: redis.Redis) -> None:
+    strict = settings.model_copy(update={"auth_failures_per_minute": 3})
+    api = ApiProcess(strict).start().wait_ready()
+    try:
+        answers = []
+        for _ in range(8):  # two minute windows at most: one of them sees a fourth failure
+            bad = {"authorization": "Bearer wrong-token-0123456789"}
+            answers.append(httpx.get(f"{api.url}/approvals", headers=bad, timeout=10).status_code)
+            if answers[-1] == 429:
+                break
+        assert answers[-1] == 429 and answers[:3] == [401, 401, 401], answers
+        assert set(answers) <= {401, 429}
+    finally:
+        api.stop()
+
+
+def test_the_api_documents_can_be_turned_off(settings: Settings, client: redis.Redis) -> None:
+    api = ApiProcess(settings.model_copy(update={"api_docs": False})).start().wait_ready()
+    try:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert httpx.get(f"{api.url}{path}", timeout=10).status_code == 404, path
+        assert httpx.get(f"{api.url}/healthz", timeout=10).status_code == 200
+    finally:
+        api.stop()
+
+
+def test_weak_credentials_are_refused_without_being_shown() -> None:
+    with pytest.raises(ValidationError, match="AGENTCHORD_API_TOKENS: every entry needs at least 16") as caught:
+        Settings(api_tokens="weak-token-1")
+    assert "weak-token-1" not in str(caught.value)
+    with pytest.raises(ValidationError, match="AGENTCHORD_WEBHOOK_SECRETS"):
+        Settings(webhook_secrets="whsec_c2hvcnQ=")
+
+
+def test_an_api_without_credentials_says_so(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    from coordinator.interfaces.api import create_app
+
+    bare = settings.model_copy(update={"api_tokens": (), "webhook_secrets": ()})
+    with caplog.at_level(logging.WARNING):
+        create_app(bare)
+    assert any("no credentials configured" in record.getMessage() for record in caplog.records)

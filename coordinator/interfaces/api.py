@@ -10,6 +10,7 @@ change nothing; agentchord errors are translated to HTTP in exactly one place (`
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Literal
 
 import redis
@@ -40,6 +41,7 @@ from proj.errors import (
     ReplayedWebhookError,
     RunNotFoundError,
     StepStateError,
+    TooManyAuthFailuresError,
     UnknownWorkflowError,
     WorkflowSpecError,
 )
@@ -47,12 +49,15 @@ from proj.registry import registry_for
 from proj.settings import Settings
 from proj.tracing import setup_tracing
 
+logger = logging.getLogger(__name__)
+
 # Most specific first; the first match wins.
 _STATUS: list[tuple[type[AgentchordError], int]] = [
     (AuthenticationError, 401),
     (BodyTooLargeError, 413),
     (MalformedBodyError, 400),
     (ReplayedWebhookError, 409),
+    (TooManyAuthFailuresError, 429),
     (ApprovalNotFoundError, 404),
     (RunNotFoundError, 404),
     (UnknownWorkflowError, 404),
@@ -119,7 +124,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="agentchord",
         summary="Start multi-agent workflows, follow them, and resume runs parked at approval gates.",
         version="0.1.0",
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
+    if not settings.api_tokens and not settings.webhook_secrets:
+        logger.warning(
+            "the API has no credentials configured (AGENTCHORD_API_TOKENS, AGENTCHORD_WEBHOOK_SECRETS): "
+            "every request but /healthz and /metrics will be refused with 401"
+        )
 
     async def raw_body(request: Request) -> bytes:
         declared = request.headers.get("content-length", "")
@@ -135,8 +148,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def caller(request: Request, body: bytes = Depends(raw_body)) -> tuple[str, bytes]:
         """Authenticate; return (who, raw body). Runs in the threadpool (it talks to Redis).
         A signed request's webhook-id is spent here only for routes without a body; routes with
-        one spend it after the body is valid (``parse_and_spend``), so a bad body burns nothing."""
-        who = authenticate(request.headers, body, settings, registry, spend=not body)
+        one spend it after the body is valid (``parse_and_spend``), so a bad body burns nothing.
+        A client (by address) that fails too often in a minute gets 429 until the minute ends."""
+        client = request.client.host if request.client else "unknown"
+        if registry.auth_failures(client) >= settings.auth_failures_per_minute:
+            raise TooManyAuthFailuresError(settings.auth_failures_per_minute)
+        try:
+            who = authenticate(request.headers, body, settings, registry, spend=not body)
+        except AuthenticationError:
+            registry.auth_failures(client, add=True)
+            raise
         return who, body
 
     def parse_and_spend(auth: tuple[str, bytes], model: type[BaseModel]) -> Any:

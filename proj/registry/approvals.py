@@ -59,6 +59,17 @@ class ApprovalsMixin(RegistryBase):
             now = seconds + micros / 1e6
         return list(self.client.zrangebyscore(self.keys.approval_deadlines, "-inf", now, start=0, num=limit))
 
+    def auth_failures(self, client: str, add: bool = False) -> int:
+        """Failed authentications from ``client`` this minute (server clock); ``add``: count one more."""
+        key = self.keys.auth_failures(client, int(self.server_time() // 60))
+        if not add:
+            return int(self.client.get(key) or 0)
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = pipe.execute()
+        return int(count)
+
     def webhook_id_seen(self, webhook_id: str) -> bool:
         """Was this inbound webhook-id spent already (within its replay window)?"""
         return bool(self.client.exists(self.keys.webhook_seen(webhook_id)))
