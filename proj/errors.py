@@ -238,6 +238,15 @@ class BodyTooLargeError(RequestRejectedError):
         return f"request body is larger than {self.limit_bytes} bytes"
 
 
+class ForbiddenError(RequestRejectedError):
+    def __init__(self, who: str, action: str) -> None:
+        super().__init__(who, action)
+        self.who, self.action = who, action
+
+    def __str__(self) -> str:
+        return f"{self.who!r} may not {self.action}"
+
+
 class TooManyAuthFailuresError(RequestRejectedError):
     def __init__(self, limit: int) -> None:
         super().__init__(limit)

@@ -29,6 +29,7 @@ class GatePlan(_Frozen):
     timeout_s: float | None = None
     on_timeout: str = "reject"
     on_reject: str | None = None
+    deciders: tuple[str, ...] | None = None  # token names that may decide it over HTTP
 
 
 class ValidationPlan(_Frozen):

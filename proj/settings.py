@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from proj.credentials import ApiToken, parse_token
+
 DAY_S = 24 * 3600
 
 
@@ -137,7 +139,8 @@ class Settings(BaseSettings):
     )
     api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(),
-        description="Bearer tokens accepted by the API (comma-separated; several allow rotation).",
+        description="Bearer tokens accepted by the API, comma-separated: name:scope+scope:secret "
+        "(scopes start, read, approve, operate) or a bare secret (every scope).",
     )
     webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(),
@@ -189,10 +192,17 @@ class Settings(BaseSettings):
         """A guessable credential is refused at start (its value is never shown)."""
         for secret in value:
             raw = secret.get_secret_value().removeprefix("whsec_")
+            if info.field_name == "api_tokens":
+                raw = parse_token(secret).secret.get_secret_value()
             if len(raw) < MIN_SECRET_CHARS:
                 name = f"AGENTCHORD_{str(info.field_name).upper()}"
                 raise ValueError(f"{name}: every entry needs at least {MIN_SECRET_CHARS} characters")
         return value
+
+    @property
+    def tokens(self) -> tuple[ApiToken, ...]:
+        """The API tokens with their names and scopes."""
+        return tuple(parse_token(secret) for secret in self.api_tokens)
 
     def __hash__(self) -> int:
         # Settings key per-process caches (registry, model backend, control apps); the price

@@ -39,6 +39,7 @@ SAMPLES: list[errors.AgentchordError] = [
     errors.PermanentModelError("http://llm", "HTTP 400: bad request"),
     errors.MalformedBodyError("Expecting value: line 1 column 1 (char 0)"),
     errors.TooManyAuthFailuresError(30),
+    errors.ForbiddenError("reader", "start runs"),
 ]
 
 

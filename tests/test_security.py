@@ -226,3 +226,46 @@ def test_an_api_without_credentials_says_so(settings: Settings, caplog: pytest.L
     with caplog.at_level(logging.WARNING):
         create_app(bare)
     assert any("no credentials configured" in record.getMessage() for record in caplog.records)
+
+
+READER = "reader-secret-0123456789"
+ALICE = "alice-secret-0123456789"
+BOB = "bob-secret-0123456789abc"
+
+
+def test_tokens_have_names_and_scopes_and_a_gate_can_name_its_deciders(settings: Settings, client: redis.Redis) -> None:
+    tokens = (f"reader:read:{READER}", f"alice:approve+read:{ALICE}", f"bob:approve:{BOB}")
+    scoped = settings.model_copy(update={"api_tokens": tuple(SecretStr(t) for t in tokens)})
+    api = ApiProcess(scoped).start().wait_ready()
+    try:
+        as_reader = {"authorization": f"Bearer {READER}"}
+        refused = httpx.post(f"{api.url}/workflows", json={"workflow": "triage"}, headers=as_reader, timeout=30)
+        assert refused.status_code == 403 and "start runs" in refused.json()["detail"]
+        assert httpx.get(f"{api.url}/approvals", headers=as_reader, timeout=30).status_code == 200
+
+        workflow = gated(name=f"deciders_{uuid.uuid4().hex[:6]}")
+        gate_step = workflow.steps[1]
+        assert gate_step.approval is not None
+        only_alice = gate_step.model_copy(
+            update={"approval": gate_step.approval.model_copy(update={"deciders": ["alice"]})}
+        )
+        workflow = workflow.model_copy(update={"steps": [workflow.steps[0], only_alice, workflow.steps[2]]})
+        run = start(workflow, input={})
+        approval = run.wait_for_approval(timeout=30)
+        decision = {"decision": "approve", "data": {"note": "ok"}}
+        url = f"{api.url}/approvals/{approval.id}"
+        by_bob = httpx.post(url, json=decision, headers={"authorization": f"Bearer {BOB}"}, timeout=30)
+        assert by_bob.status_code == 403, by_bob.text
+        assert run.approvals()[0].state == "pending"
+        by_reader = httpx.post(url, json=decision, headers=as_reader, timeout=30)
+        assert by_reader.status_code == 403  # no approve scope
+        by_alice = httpx.post(url, json=decision, headers={"authorization": f"Bearer {ALICE}"}, timeout=30)
+        assert by_alice.status_code == 200, by_alice.text
+        assert run.wait(timeout=60)["approve"]["decided_by"] == "alice"
+    finally:
+        api.stop()
+
+
+def test_a_malformed_scoped_token_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="scopes from approve, operate, read, start"):
+        Settings(api_tokens="ci:deploy:secret-0123456789abcdef")

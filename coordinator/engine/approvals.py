@@ -14,7 +14,13 @@ from jsonschema.validators import validator_for
 
 from coordinator.engine.checkpoints import ApprovalId, ApprovalView, get_approval, send_notifications
 from coordinator.engine.dispatch import dispatch_ready
-from proj.errors import ApprovalClosedError, ApprovalConflictError, ApprovalDataError, ApprovalNotFoundError
+from proj.errors import (
+    ApprovalClosedError,
+    ApprovalConflictError,
+    ApprovalDataError,
+    ApprovalNotFoundError,
+    ForbiddenError,
+)
 from proj.registry import Registry
 
 Decision = Literal["approve", "reject"]
@@ -29,6 +35,7 @@ def resume(
     comment: str = "",
     data: Any = None,
     actor: str = "python",
+    check_decider: bool = False,
 ) -> ApprovalView:
     """Decide approval ``aid``; on approve the steps after the gate are dispatched.
 
@@ -37,6 +44,11 @@ def resume(
     :class:`ApprovalClosedError` (the run ended).
     """
     view = get_approval(registry, registry.settings, aid)
+    if check_decider:
+        gate = registry.plan_of(view.run_id).get(view.step)
+        deciders = gate.approval.deciders if gate is not None and gate.approval is not None else None
+        if deciders is not None and actor not in deciders:
+            raise ForbiddenError(actor, f"decide {aid} (its deciders: {', '.join(deciders)})")
     # The gate's schema covers a decision's data: an approval's always ({} when none is sent), a
     # rejection's when it sends any (a reason-less reject stays possible).
     if view.data_schema is not None and (decision == "approve" or data is not None):

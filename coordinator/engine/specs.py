@@ -68,6 +68,11 @@ class Approval(BaseModel):
     on_reject: str | None = Field(
         default=None, description="A step (depending on this gate) that runs only if the gate rejects."
     )
+    deciders: list[str] | None = Field(
+        default=None,
+        description="Names of the API tokens that may decide this gate over HTTP (default: any token with "
+        "the approve scope). Python and CLI decisions are operators' and are not restricted.",
+    )
 
     @field_validator("data_schema", mode="before")
     @classmethod

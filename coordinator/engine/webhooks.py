@@ -9,7 +9,6 @@ secret and token is tried, so old and new both work during a rotation.
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
+from proj.credentials import SCOPES, Identity, identify
 from proj.errors import AuthenticationError, ConfigurationError, MalformedBodyError, ReplayedWebhookError
 from proj.registry import Registry
 from proj.settings import Settings
@@ -25,8 +25,9 @@ from proj.settings import Settings
 
 def authenticate(
     headers: Mapping[str, str], body: bytes, settings: Settings, registry: Registry, *, spend: bool = True
-) -> str:
-    """Return who is calling (``token`` or ``webhook:<id>``) or raise :class:`AuthenticationError`.
+) -> Identity:
+    """Return who is calling (a token's name and scopes, or ``webhook:<id>`` with every scope: the
+    signature proves a configured secret) or raise :class:`AuthenticationError`.
     ``spend=False``: a signed request's webhook-id is checked but not yet spent (the caller
     spends it with :func:`spend_webhook_id` once the body is valid)."""
     authorization = headers.get("authorization", "")
@@ -34,8 +35,9 @@ def authenticate(
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise AuthenticationError("Authorization header must be 'Bearer <token>'")
-        if any(hmac.compare_digest(token.encode(), t.get_secret_value().encode()) for t in settings.api_tokens):
-            return "token"
+        identity = identify(token, settings.tokens)
+        if identity is not None:
+            return identity
         raise AuthenticationError("unknown bearer token")
     webhook_id = headers.get("webhook-id")
     if not webhook_id:
@@ -43,9 +45,9 @@ def authenticate(
     _verify_signature(headers, body, settings)
     if registry.webhook_id_seen(webhook_id):
         raise ReplayedWebhookError(webhook_id)
-    who = f"webhook:{webhook_id}"
+    who = Identity(f"webhook:{webhook_id}", SCOPES)
     if spend:
-        spend_webhook_id(who, settings, registry)
+        spend_webhook_id(who.name, settings, registry)
     return who
 
 

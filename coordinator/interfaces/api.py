@@ -29,6 +29,7 @@ from coordinator.observation.metrics import RegistryCollector
 from coordinator.observation.status import RunStatus
 from coordinator.observation.timing import RunTimings
 from proj.celery import configure
+from proj.credentials import Identity
 from proj.errors import (
     AgentchordError,
     ApprovalClosedError,
@@ -37,6 +38,7 @@ from proj.errors import (
     ApprovalNotFoundError,
     AuthenticationError,
     BodyTooLargeError,
+    ForbiddenError,
     MalformedBodyError,
     ReplayedWebhookError,
     RunNotFoundError,
@@ -58,6 +60,7 @@ _STATUS: list[tuple[type[AgentchordError], int]] = [
     (MalformedBodyError, 400),
     (ReplayedWebhookError, 409),
     (TooManyAuthFailuresError, 429),
+    (ForbiddenError, 403),
     (ApprovalNotFoundError, 404),
     (RunNotFoundError, 404),
     (UnknownWorkflowError, 404),
@@ -145,7 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise BodyTooLargeError(settings.max_body_bytes)
         return bytes(body)
 
-    def caller(request: Request, body: bytes = Depends(raw_body)) -> tuple[str, bytes]:
+    def caller(request: Request, body: bytes = Depends(raw_body)) -> tuple[Identity, bytes]:
         """Authenticate; return (who, raw body). Runs in the threadpool (it talks to Redis).
         A signed request's webhook-id is spent here only for routes without a body; routes with
         one spend it after the body is valid (``parse_and_spend``), so a bad body burns nothing.
@@ -160,12 +163,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise
         return who, body
 
-    def parse_and_spend(auth: tuple[str, bytes], model: type[BaseModel]) -> Any:
+    def parse_and_spend(auth: tuple[Identity, bytes], model: type[BaseModel]) -> Any:
         who, body = auth
         parsed = parse(body, model)
         if body:
-            spend_webhook_id(who, settings, registry)
+            spend_webhook_id(who.name, settings, registry)
         return parsed
+
+    def allow(auth: tuple[Identity, bytes], scope: str, action: str) -> str:
+        """The caller's name if its token has ``scope``; else :class:`ForbiddenError` (403)."""
+        if scope not in auth[0].scopes:
+            raise ForbiddenError(auth[0].name, action)
+        return auth[0].name
 
     @api.exception_handler(AgentchordError)
     async def agentchord_error(_request: Request, exc: AgentchordError) -> JSONResponse:
@@ -204,8 +213,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @api.post("/workflows", status_code=202, response_model=StartResponse)
-    def start_workflow(auth: tuple[str, bytes] = Depends(caller)) -> StartResponse:
-        """Start a workflow run (idempotent with ``idempotency_key``)."""
+    def start_workflow(auth: tuple[Identity, bytes] = Depends(caller)) -> StartResponse:
+        """Start a workflow run (idempotent with ``idempotency_key``). Scope ``start``."""
+        allow(auth, "start", "start runs")
         request: StartRequest = parse_and_spend(auth, StartRequest)
         if (request.workflow is None) == (request.spec is None):
             raise MalformedBodyError("give exactly one of 'workflow' (a built-in name) or 'spec'")
@@ -216,33 +226,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return StartResponse(run_id=run.id, state=run.status().state, status_url=f"{base}/workflows/{run.id}")
 
     @api.get("/workflows/{run_id}", response_model=RunView)
-    def run_status(run_id: str, _auth: tuple[str, bytes] = Depends(caller)) -> RunView:
-        """A run's state, steps, timings and approvals."""
+    def run_status(run_id: str, auth: tuple[Identity, bytes] = Depends(caller)) -> RunView:
+        """A run's state, steps, timings and approvals. Scope ``read``."""
+        allow(auth, "read", "read runs")
         run = get_run(run_id, settings=settings)
         return RunView(status=run.status(), timings=run.timings(), approvals=run.approvals())
 
     @api.post("/workflows/{run_id}/steps/{step}/retry", status_code=202)
-    def retry_failed_step(run_id: str, step: str, auth: tuple[str, bytes] = Depends(caller)) -> dict[str, str]:
+    def retry_failed_step(run_id: str, step: str, auth: tuple[Identity, bytes] = Depends(caller)) -> dict[str, str]:
         """Operator: run a failed step again (fresh attempts). 409 unless it is failed."""
-        retry_step(registry, run_id, step, actor=auth[0])
+        retry_step(registry, run_id, step, actor=allow(auth, "operate", "retry steps"))
         return {"run_id": run_id, "step": step, "action": "retry"}
 
     @api.post("/workflows/{run_id}/steps/{step}/skip", status_code=202)
-    def skip_failed_step(run_id: str, step: str, auth: tuple[str, bytes] = Depends(caller)) -> dict[str, str]:
+    def skip_failed_step(run_id: str, step: str, auth: tuple[Identity, bytes] = Depends(caller)) -> dict[str, str]:
         """Operator: give a failed step an output and continue. 409 unless it is failed."""
+        actor = allow(auth, "operate", "skip steps")
         request: SkipRequest = parse_and_spend(auth, SkipRequest)
-        skip_step(registry, run_id, step, request.output, actor=auth[0])
+        skip_step(registry, run_id, step, request.output, actor=actor)
         return {"run_id": run_id, "step": step, "action": "skip"}
 
     @api.post("/workflows/{run_id}/abort")
-    def abort(run_id: str, auth: tuple[str, bytes] = Depends(caller)) -> dict[str, Any]:
+    def abort(run_id: str, auth: tuple[Identity, bytes] = Depends(caller)) -> dict[str, Any]:
         """Operator: end the run failed. ``ended`` is false when it had ended already."""
+        actor = allow(auth, "operate", "abort runs")
         request: AbortRequest = parse_and_spend((auth[0], auth[1] or b"{}"), AbortRequest)
-        return {"run_id": run_id, "ended": abort_run(registry, run_id, request.reason, actor=auth[0])}
+        return {"run_id": run_id, "ended": abort_run(registry, run_id, request.reason, actor=actor)}
 
     @api.post("/workflows/{run_id}/cancel")
-    def cancel(run_id: str, _auth: tuple[str, bytes] = Depends(caller)) -> dict[str, Any]:
-        """Cancel the run: nothing is dispatched after this; pending approvals close."""
+    def cancel(run_id: str, auth: tuple[Identity, bytes] = Depends(caller)) -> dict[str, Any]:
+        """Cancel the run: nothing is dispatched after this; pending approvals close. Scope ``operate``."""
+        allow(auth, "operate", "cancel runs")
         return {"run_id": run_id, "cancelled": get_run(run_id, settings=settings).cancel()}
 
     @api.get("/approvals", response_model=list[ApprovalView])
@@ -250,18 +264,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response: Response,
         limit: int = Query(default=100, ge=1, le=1000),
         cursor: str | None = Query(default=None, max_length=300),
-        _auth: tuple[str, bytes] = Depends(caller),
+        auth: tuple[Identity, bytes] = Depends(caller),
     ) -> list[ApprovalView]:
         """Pending approvals, oldest first (by when they were requested), with their context and
         resume URL; at most ``limit``. When there may be more, the ``X-Next-Cursor`` header holds
         the ``cursor`` of the next page."""
+        allow(auth, "read", "read approvals")
         views, following = pending_approvals(registry, settings, limit, cursor)
         if following is not None:
             response.headers["X-Next-Cursor"] = following
         return views
 
     @api.get("/approvals/{approval_id}", response_model=ApprovalView)
-    def show_approval(approval_id: str, _auth: tuple[str, bytes] = Depends(caller)) -> ApprovalView:
+    def show_approval(approval_id: str, auth: tuple[Identity, bytes] = Depends(caller)) -> ApprovalView:
+        allow(auth, "read", "read approvals")
         return get_approval(registry, settings, approval_id)
 
     @api.post(
@@ -269,11 +285,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=ApprovalView,
         responses={409: {"description": "already decided; the body names the decision that won"}},
     )
-    def resume_approval(approval_id: str, auth: tuple[str, bytes] = Depends(caller)) -> ApprovalView:
+    def resume_approval(approval_id: str, auth: tuple[Identity, bytes] = Depends(caller)) -> ApprovalView:
         """Approve or reject. Exactly one decision wins; the others get 409 with the winner."""
+        actor = allow(auth, "approve", "decide approvals")
         request: ResumeRequest = parse_and_spend(auth, ResumeRequest)
         return resume(
-            registry, approval_id, request.decision, comment=request.comment, data=request.data, actor=auth[0]
+            registry,
+            approval_id,
+            request.decision,
+            comment=request.comment,
+            data=request.data,
+            actor=actor,
+            check_decider=True,
         )
 
     return api
