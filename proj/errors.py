@@ -139,6 +139,18 @@ class RunNotFoundError(AgentchordError):
         return f"no run {self.run_id!r} in the registry (never started, or expired)"
 
 
+class IdempotencyConflictError(AgentchordError):
+    def __init__(self, key: str, run_id: str) -> None:
+        super().__init__(key, run_id)
+        self.key, self.run_id = key, run_id
+
+    def __str__(self) -> str:
+        return (
+            f"idempotency key {self.key!r} already started run {self.run_id} with another workflow or input; "
+            "use a new key, or pass allow_different_input=True to get that run back"
+        )
+
+
 class RunTimeoutError(AgentchordError):
     def __init__(self, run_id: str, timeout_s: float, state: str) -> None:
         super().__init__(run_id, timeout_s, state)

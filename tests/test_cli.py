@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -53,3 +54,22 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(settings: Settings, client:
     assert missing.returncode == 2 and "no run 'nope'" in missing.stdout
     bad_json = agentchord(settings, "run", "triage", "--input", "{not json")
     assert bad_json.returncode == 2 and "--input is not valid JSON" in bad_json.stderr
+
+
+def test_a_run_that_needs_an_operator_shows_the_error_and_the_next_commands(
+    settings: Settings, client: redis.Redis, tmp_path: Path
+) -> None:
+    spec = tmp_path / "breaks.yaml"
+    spec.write_text(
+        "name: breaks\nsteps:\n  - {name: explode, agent: boom}\n  - {name: after, agent: echo, after: [explode]}\n"
+    )
+    waited = agentchord(settings, "run", str(spec), "--wait", "--timeout", "60")
+    assert waited.returncode == 2, waited.stdout + waited.stderr
+    run_id = waited.stdout.split()[0]
+    assert "ValueError: boom in explode" in waited.stdout
+    assert f"agentchord retry {run_id} explode" in waited.stdout
+    assert f"agentchord skip {run_id} explode --output" in waited.stdout
+    shown = agentchord(settings, "status", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "step explode failed: ValueError: boom in explode" in shown.stdout
+    assert f"agentchord abort {run_id}" in shown.stdout

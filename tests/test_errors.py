@@ -40,6 +40,7 @@ SAMPLES: list[errors.AgentchordError] = [
     errors.MalformedBodyError("Expecting value: line 1 column 1 (char 0)"),
     errors.TooManyAuthFailuresError(30),
     errors.ForbiddenError("reader", "start runs"),
+    errors.IdempotencyConflictError("pr-42", "a1b2c3"),
 ]
 
 

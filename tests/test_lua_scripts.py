@@ -62,7 +62,7 @@ def test_start_claims_the_first_steps_once_and_an_idempotency_key_returns_the_fi
     plans = step_plans(DIAMOND)
     key = record["idempotency_key_ref"].rpartition(":")[2]
     again = registry.create_run("other000000000000000", DIAMOND.name, "", "{}", plan_digest(plans), key, "", ("a",))
-    assert again == (False, run_id, [])
+    assert again == (False, run_id, [""])
 
 
 def test_begin_step_leases_reads_dependencies_and_answers_replays(registry: Registry) -> None:

@@ -269,3 +269,16 @@ def test_tokens_have_names_and_scopes_and_a_gate_can_name_its_deciders(settings:
 def test_a_malformed_scoped_token_is_refused_at_start() -> None:
     with pytest.raises(ValidationError, match="scopes from approve, operate, read, start"):
         Settings(api_tokens="ci:deploy:secret-0123456789abcdef")
+
+
+def test_an_idempotency_key_reused_with_other_input_is_409_over_http(
+    settings: Settings, api: ApiProcess, client: redis.Redis
+) -> None:
+    key = f"hook-{uuid.uuid4().hex[:8]}"
+    body = {"workflow": "triage", "input": {"text": "crash"}, "idempotency_key": key}
+    first = httpx.post(f"{api.url}/workflows", json=body, headers=bearer(), timeout=30)
+    assert first.status_code == 202, first.text
+    other = httpx.post(f"{api.url}/workflows", json={**body, "input": {"text": "other"}}, headers=bearer(), timeout=30)
+    assert other.status_code == 409 and first.json()["run_id"] in other.json()["detail"]
+    again = httpx.post(f"{api.url}/workflows", json=body, headers=bearer(), timeout=30)
+    assert again.status_code == 202 and again.json()["run_id"] == first.json()["run_id"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import redis
 
@@ -11,7 +13,7 @@ from coordinator.engine.dispatch import dispatch_ready
 from coordinator.interfaces.demo import SAMPLE_DIFF
 from coordinator.interfaces.stack import WorkerProcess
 from proj.celery import app
-from proj.errors import RunFailedError, RunNeedsAttentionError, RunNotFoundError
+from proj.errors import IdempotencyConflictError, RunFailedError, RunNeedsAttentionError, RunNotFoundError
 from proj.registry import registry_for
 from proj.settings import Settings
 from tests.conftest import wait_for
@@ -70,6 +72,16 @@ def app_settings() -> Settings:
     from proj.celery import current_settings
 
     return current_settings()
+
+
+def test_an_idempotency_key_reused_with_other_input_is_a_conflict(client: redis.Redis) -> None:
+    key = f"pr-{uuid.uuid4().hex[:6]}"
+    first = start(echo_diamond(), input={"n": 1}, idempotency_key=key)
+    with pytest.raises(IdempotencyConflictError, match=f"{key}.*{first.id}"):
+        start(echo_diamond(), input={"n": 2}, idempotency_key=key)
+    assert start(echo_diamond(), input={"n": 2}, idempotency_key=key, allow_different_input=True).id == first.id
+    assert start(echo_diamond(), input={"n": 1}, idempotency_key=key).id == first.id
+    first.wait(timeout=60)
 
 
 def test_same_idempotency_key_gives_one_run_and_no_work_twice(client: redis.Redis) -> None:

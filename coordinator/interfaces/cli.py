@@ -31,7 +31,7 @@ from coordinator.observation.report import (
     timing_table,
 )
 from proj.celery import configure
-from proj.errors import AgentchordError
+from proj.errors import AgentchordError, RunNeedsAttentionError
 from proj.registry import registry_for
 from proj.settings import Settings, env_example
 
@@ -236,6 +236,11 @@ def status(
         console.print_json(json.dumps({"status": current.model_dump(), "timings": handle.timings().model_dump()}))
     else:
         console.print(timing_table(current, handle.timings()))
+        for name, step in current.steps.items():
+            if step.error:
+                console.print(f"step {name} failed: {step.error}", highlight=False, markup=False)
+        if current.state == "needs_attention":
+            _print_next_steps(run_id)
 
 
 @cli.command()
@@ -290,12 +295,27 @@ def env_example_command() -> None:
 
 
 def main() -> None:
-    """Console-script entry point; agentchord errors print as one line and exit 2."""
+    """Console-script entry point; agentchord errors print as one line and exit 2 (a run that
+    waits for an operator also prints the commands that act on it)."""
     try:
         cli()
     except AgentchordError as exc:
         console.print(f"[red]error:[/] {exc}")
+        if isinstance(exc, RunNeedsAttentionError):
+            _print_next_steps(exc.run_id)
         raise SystemExit(2) from None
+
+
+def _print_next_steps(run_id: str) -> None:
+    """What an operator can do about a run that needs attention, as commands to paste."""
+    handle = get_run(run_id, settings=_settings())
+    failed = [name for name, step in handle.status().steps.items() if step.state == "failed"]
+    lines = []
+    for step in failed:
+        lines.append(f"agentchord retry {run_id} {step}        # run it again, fresh attempts")
+        lines.append(f"agentchord skip {run_id} {step} --output '{{...}}'   # give it an output and go on")
+    lines.append(f"agentchord abort {run_id} --reason '...'   # end the run failed")
+    console.print("next:\n  " + "\n  ".join(lines), highlight=False, markup=False)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ get_run(run.id).status().state      # "succeeded"
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -25,6 +26,7 @@ from coordinator.observation.timing import RunTimings, compute_timings
 from proj.celery import app, current_settings
 from proj.errors import (
     ApprovalNotFoundError,
+    IdempotencyConflictError,
     InvalidInputError,
     RunFailedError,
     RunNeedsAttentionError,
@@ -202,11 +204,14 @@ def start(
     idempotency_key: str | None = None,
     *,
     collapse: bool = False,
+    allow_different_input: bool = False,
     settings: Settings | None = None,
 ) -> Run:
     """Validate ``workflow`` and its input, create the run and dispatch its first steps.
 
-    With an ``idempotency_key`` already used, returns that run and dispatches nothing new.
+    With an ``idempotency_key`` already used, returns that run and dispatches nothing new; if that
+    run was started with another workflow version or input, raises
+    :class:`IdempotencyConflictError` (naming both) unless ``allow_different_input``.
     ``collapse=True`` runs the whole workflow as one model call instead (the single-model
     baseline the orchestration tax is measured against).
     """
@@ -233,9 +238,14 @@ def start(
         parsed = registry.plan_by_digest(digest)
         # An inline workflow's first steps are claimed by the script that creates the run.
         first = tuple(step for step, plan in parsed.items() if plan.inline and not plan.after)
+        fingerprint = hashlib.sha256(f"{digest} {input_json}".encode()).hexdigest()[:20]
         created, run_id, claimed = registry.create_run(
-            run_id, wf.name, "", input_json, digest, idempotency_key, handoff, first
+            run_id, wf.name, fingerprint, input_json, digest, idempotency_key, handoff, first
         )
+        if not created and claimed and claimed[0] not in ("", fingerprint) and not allow_different_input:
+            raise IdempotencyConflictError(str(idempotency_key), run_id)
+        if not created:
+            claimed = []
         if created and traced:
             registry.client.hset(registry.run_keys(run_id).run, "traceparent", current_traceparent())
         if claimed:

@@ -1,14 +1,19 @@
 -- KEYS: base..., idempotency key, runs index
--- ARGV: run_id, workflow, spec (unused: stored with the plan), input, use_idem ('1'|'0'), prune_before ('' = none: the
---       watchdog's sweep prunes the index), handoff_json ('' = none), plan digest (its plan is stored apart, once per
---       workflow version), n_first, first step...
--- -> {1, run_id, claimed first step...} | {0, existing run id}
+-- ARGV: run_id, workflow, request fingerprint (what the idempotency key vouches for), input,
+--       use_idem ('1'|'0'), prune_before ('' = none: the watchdog's sweep prunes the index),
+--       handoff_json ('' = none), plan digest (its plan is stored apart, once per workflow
+--       version), n_first, first step...
+-- -> {1, run_id, claimed first step...} | {0, existing run id, its fingerprint ('' if unknown)}
 local idem, index = KEYS[14], KEYS[15]
 local run_id = ARGV[1]
 if ARGV[5] == '1' then
   local existing = redis.call('GET', idem)
-  if existing then return {0, existing} end
-  redis.call('SET', idem, run_id)
+  if existing then
+    local space = string.find(existing, ' ', 1, true)
+    if not space then return {0, existing, ''} end
+    return {0, string.sub(existing, 1, space - 1), string.sub(existing, space + 1)}
+  end
+  redis.call('SET', idem, run_id .. ' ' .. ARGV[3])
 end
 local at = now()
 local fields = {'id', run_id, 'workflow', ARGV[2], 'input', ARGV[4], 'state', 'running', 'created_at', at,

@@ -19,7 +19,7 @@ class RunsMixin(PlansMixin):
         self,
         run_id: str,
         workflow: str,
-        spec_json: str,
+        fingerprint: str,
         input_json: str,
         plan_digest: str,
         idempotency_key: str | None,
@@ -28,10 +28,11 @@ class RunsMixin(PlansMixin):
     ) -> tuple[bool, str, list[str]]:
         """Create a run of the plan stored as ``plan_digest`` (:meth:`store_plan`) and claim
         ``first_steps`` for dispatch, in one round trip; with an idempotency key already used,
-        return ``(False, that run id, [])``."""
+        return ``(False, that run id, [that run's fingerprint])`` (``fingerprint``: what the key
+        vouches for, the workflow version and input; '' when unknown)."""
         idem_key = self.keys.idempotency(idempotency_key or run_id)
         # The runs index is pruned by the watchdog's sweep (prune_runs_index), not by starts.
-        args: list[Any] = [run_id, workflow, spec_json, input_json, "1" if idempotency_key else "0"]
+        args: list[Any] = [run_id, workflow, fingerprint, input_json, "1" if idempotency_key else "0"]
         args += ["", handoff_json, plan_digest, len(first_steps), *first_steps]
         reply = self._start(keys=[*self._base(run_id), idem_key, self.keys.runs_index], args=args)
         return bool(reply[0]), str(reply[1]), [str(step) for step in reply[2:]]
