@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -53,11 +54,21 @@ def test_up_runs_a_stack_that_the_cli_uses_and_ctrl_c_stops_it(tmp_path: Path) -
     try:
         stack_env = tmp_path / ".agentchord" / "stack.env"
         assert up.stdout is not None
+        printed = []
         for line in up.stdout:
+            printed.append(line)
             if line.startswith("Ready."):
                 break
         assert stack_env.exists(), "up did not write .agentchord/stack.env"
-        url = stack_env.read_text().strip().split("=", 1)[1]
+        assert stack_env.stat().st_mode & 0o777 == 0o600
+        written = dict(line.split("=", 1) for line in stack_env.read_text().splitlines())
+        url, token = written["AGENTCHORD_REDIS_URL"], written["AGENTCHORD_API_TOKENS"]
+        assert token and written["AGENTCHORD_WEBHOOK_SECRETS"].startswith("whsec_")
+        assert token not in "".join(printed)  # credentials go to the file, never to the screen
+        # The API's address is printed, and the generated token works on it.
+        api_url = next(line.split()[1] for line in printed if line.startswith("API"))
+        answer = httpx.get(f"{api_url}/approvals", headers={"authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.status_code == 200, answer.text
         run = subprocess.run(
             [*cli, "run", "triage", "--input", json.dumps({"text": "how do I add a feature"}), "--wait"],
             cwd=tmp_path,

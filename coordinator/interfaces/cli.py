@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -57,7 +60,7 @@ def up(
     concurrency: Annotated[int, typer.Option(help="Processes per worker.")] = 1,
 ) -> None:
     """Run the local stack in the foreground until Ctrl-C."""
-    settings = Settings()
+    settings = with_local_credentials(Settings())
     agents.load_agent_modules(settings.agent_modules)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -67,10 +70,9 @@ def up(
     with LocalStack(
         settings, agents.known_roles(), flower=flower, concurrency=concurrency, single_worker=single_worker
     ) as stack:
-        if stack.redis is not None:
-            STACK_ENV.parent.mkdir(exist_ok=True)
-            STACK_ENV.write_text(f"AGENTCHORD_REDIS_URL={stack.settings.redis_url}\n")
+        _write_stack_env(stack.settings)
         console.print(f"Redis   {stack.settings.redis_url}")
+        console.print(f"API     {stack.api_url or '(off)'}  (token and webhook secret: {STACK_ENV}, mode 0600)")
         console.print(f"Flower  {stack.flower_url or '(off)'}")
         console.print(f"Workers {', '.join(w.hostname for w in stack.workers)}")
         console.print("Ready. Ctrl-C stops everything.")
@@ -78,6 +80,17 @@ def up(
             stopping.wait()
         console.print("stopping ...")
     STACK_ENV.unlink(missing_ok=True)
+
+
+def with_local_credentials(settings: Settings) -> Settings:
+    """``settings`` with a generated API token and webhook secret where none are configured, so
+    the stack's API can be used at once (they go to the stack env file, never to the screen)."""
+    update: dict[str, Any] = {}
+    if not settings.api_tokens:
+        update["api_tokens"] = (SecretStr(secrets.token_urlsafe(24)),)
+    if not settings.webhook_secrets:
+        update["webhook_secrets"] = (SecretStr("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()),)
+    return settings.model_copy(update=update) if update else settings
 
 
 def _write_stack_env(settings: Settings) -> None:
