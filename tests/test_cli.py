@@ -73,3 +73,9 @@ def test_a_run_that_needs_an_operator_shows_the_error_and_the_next_commands(
     assert shown.returncode == 0, shown.stderr
     assert "step explode failed: ValueError: boom in explode" in shown.stdout
     assert f"agentchord abort {run_id}" in shown.stdout
+
+
+def test_durations_read_at_a_glance() -> None:
+    from coordinator.interfaces.cli import duration
+
+    assert [duration(s) for s in (-3, 45, 720, 86_397, 273_600)] == ["0 s", "45 s", "12 min", "23 h 59 min", "3 d 4 h"]

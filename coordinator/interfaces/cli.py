@@ -82,6 +82,19 @@ def up(
     STACK_ENV.unlink(missing_ok=True)
 
 
+def duration(seconds: float) -> str:
+    """A span a person reads at a glance: ``45 s``, ``12 min``, ``23 h 59 min``, ``3 d 4 h``."""
+    total = max(int(seconds), 0)
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else f"{secs} s"
+
+
 def with_local_credentials(settings: Settings) -> Settings:
     """``settings`` with a generated API token and webhook secret where none are configured, so
     the stack's API can be used at once (they go to the stack env file, never to the screen)."""
@@ -129,7 +142,7 @@ def approvals() -> None:
     settings = _settings()
     table = Table("approval id", "workflow", "prompt", "deadline", "escalated")
     for view in pending_approvals(registry_for(settings), settings)[0]:
-        deadline = "-" if view.deadline is None else f"{view.deadline - time.time():.0f}s left"
+        deadline = "-" if view.deadline is None else f"{duration(view.deadline - time.time())} left"
         table.add_row(view.id, view.workflow, view.prompt, deadline, "yes" if view.escalated else "")
     console.print(table)
 
@@ -276,6 +289,7 @@ def report(
     agg = aggregate([t for _, t in runs]) if not run_id else None
     if html_file is not None:
         html_file.write_text(render_html(runs, agg))
+        typer.echo(f"wrote {html_file.resolve()}", err=True)  # stderr: --json output stays JSON
     if as_json:
         console.print_json(json.dumps(report_json(runs, agg)))
         return
