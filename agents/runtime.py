@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task
-from celery.signals import task_received
+from celery.signals import task_received, task_unknown
 from pydantic import BaseModel
 
 from agents.backends import model_for
@@ -368,3 +368,24 @@ def _record_received(request: Any = None, **_kwargs: Any) -> None:
     request_dict = getattr(request, "request_dict", None)
     if isinstance(request_dict, dict):
         request_dict[RECEIVED_AT] = f"{time.time():.6f}"
+
+
+@task_unknown.connect  # type: ignore[untyped-decorator]
+def _unregistered_role(message: Any = None, name: str = "", **_kwargs: Any) -> None:
+    """A step sent to a worker that does not have its role (its module is not in this worker's
+    AGENTCHORD_AGENT_MODULES): Celery drops the message; the step must not wait for ever, so it
+    is handed to an operator with the reason (retry it once a worker has the role)."""
+    if not name.startswith("agents.") or message is None:
+        return
+    try:
+        _args, kwargs, _embed = message.decode()
+        run_id, step = kwargs["run_id"], kwargs["step"]
+    except Exception:
+        logger.exception("an unregistered agent task %s could not be read", name)
+        return
+    role = name.removeprefix("agents.")
+    error = (
+        f"the worker that took step {step!r} has no role {role!r}: list the module defining it in "
+        f"AGENTCHORD_AGENT_MODULES on the workers serving queue {role!r}, then retry the step"
+    )
+    registry_for(current_settings()).escalate(run_id, step, "*", error, "", 0, role)

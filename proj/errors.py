@@ -61,7 +61,8 @@ class UnknownAgentError(WorkflowSpecError):
     def __str__(self) -> str:
         return (
             f"unknown agent {self.agent!r} in step {self.step!r}; known agents: "
-            f"{', '.join(sorted(self.known)) or '(none)'}"
+            f"{', '.join(sorted(self.known)) or '(none)'} (a role of your own: list its module in "
+            "AGENTCHORD_AGENT_MODULES)"
         )
 
 

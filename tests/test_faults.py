@@ -20,7 +20,7 @@ from proj.policy import RetryPolicy
 from proj.redis_server import RedisServer
 from proj.registry import registry_for
 from proj.settings import Settings
-from tests.conftest import API_TOKEN, wait_for
+from tests.conftest import API_TOKEN, start_worker, wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -272,3 +272,22 @@ def test_a_join_that_became_ready_while_the_run_waited_for_an_operator_runs_afte
     results = run.wait(timeout=60)
     assert results["join"]["saw"] == ["fast", "slow"] and results["end"]["saw"] == ["broken", "join"]
     assert {name: st.body_runs for name, st in run.status().steps.items()}["join"] == 1
+
+
+def test_a_step_sent_to_a_worker_without_its_role_is_handed_to_an_operator_with_the_reason(
+    settings: Settings, client: redis.Redis
+) -> None:
+    from agents import agent
+
+    @agent("only_in_this_process")
+    def only_here(ctx: object) -> dict[str, str]:
+        return {"ok": "yes"}
+
+    bare = start_worker(["only_in_this_process"], "bare", settings)  # its modules do not define the role
+    try:
+        run = start(Workflow(name="orphan", steps=[Step(name="lonely", agent="only_in_this_process")]), input={})
+        with pytest.raises(RunNeedsAttentionError, match="AGENTCHORD_AGENT_MODULES"):
+            run.wait(timeout=60)
+        assert run.status().steps["lonely"].state == "failed"
+    finally:
+        bare.stop()

@@ -48,7 +48,8 @@ def test_unknown_agent_names_step_and_known_agents() -> None:
     with pytest.raises(UnknownAgentError) as info:
         diamond(review="reviwer").check_agents(["doc_generator", "merger", "reviewer", "test_writer"])
     assert str(info.value) == (
-        "unknown agent 'reviwer' in step 'review'; known agents: doc_generator, merger, reviewer, test_writer"
+        "unknown agent 'reviwer' in step 'review'; known agents: doc_generator, merger, reviewer, test_writer "
+        "(a role of your own: list its module in AGENTCHORD_AGENT_MODULES)"
     )
 
 

@@ -324,6 +324,9 @@ def env_example_command() -> None:
 def main() -> None:
     """Console-script entry point; agentchord errors print as one line and exit 2 (a run that
     waits for an operator also prints the commands that act on it)."""
+    # Like `celery` and `python`, import user modules (AGENTCHORD_AGENT_MODULES) from here.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         cli()
     except AgentchordError as exc:
