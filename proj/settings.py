@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     """
 
     # hide_input_in_errors: a rejected setting (a weak token, say) is never echoed in the error.
-    model_config = SettingsConfigDict(env_prefix="AGENTCHORD_", extra="ignore", frozen=True, hide_input_in_errors=True)
+    # env_ignore_empty: `KEY=` (as deploy/.env.example lists optional settings) means "unset".
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTCHORD_", extra="ignore", frozen=True, hide_input_in_errors=True, env_ignore_empty=True
+    )
 
     redis_url: str | None = Field(
         default=None,

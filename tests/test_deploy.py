@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from agents.base import _ROLES
@@ -52,3 +53,13 @@ def test_env_example_lists_every_setting_and_nothing_else() -> None:
 def test_flower_is_published_on_this_host_only() -> None:
     flower = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["flower"]
     assert flower["ports"] == ["127.0.0.1:5555:5555"]
+
+
+def test_the_env_example_loads_as_compose_would_load_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # compose passes every line as an environment variable, empty values included.
+    for line in (DEPLOY / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.step_soft_time_limit_s is None and settings.llm_requests_per_minute is None
