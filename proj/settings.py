@@ -31,8 +31,15 @@ class Settings(BaseSettings):
 
     # hide_input_in_errors: a rejected setting (a weak token, say) is never echoed in the error.
     # env_ignore_empty: `KEY=` (as deploy/.env.example lists optional settings) means "unset".
+    # env_file: every entry point (Python, `celery -A proj`, `agentchord`) run in a directory where
+    # `agentchord up` runs finds its stack there (environment variables still win).
     model_config = SettingsConfigDict(
-        env_prefix="AGENTCHORD_", extra="ignore", frozen=True, hide_input_in_errors=True, env_ignore_empty=True
+        env_prefix="AGENTCHORD_",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+        env_ignore_empty=True,
+        env_file=".agentchord/stack.env",
     )
 
     redis_url: str | None = Field(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from proj.celery import celery_config
@@ -33,3 +38,20 @@ def test_celery_config_is_json_only_with_late_acks_and_user_modules() -> None:
     assert config["worker_send_task_events"] and config["task_send_sent_event"]
     assert "mypkg.agents" in config["imports"]
     assert config["task_default_queue"] == "coordinator"
+
+
+def test_every_entry_point_finds_the_stack_of_the_directory_it_runs_in(tmp_path: Path) -> None:
+    (tmp_path / ".agentchord").mkdir()
+    (tmp_path / ".agentchord" / "stack.env").write_text("AGENTCHORD_REDIS_URL=redis://127.0.0.1:6391/0\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCHORD_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    probe = (
+        "from proj.celery import app, current_settings; "
+        "print(current_settings().resolved_redis_url, app.conf.broker_url)"
+    )
+    seen = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert seen.stdout.split() == ["redis://127.0.0.1:6391/0"] * 2, seen.stderr
+    # The environment still wins over the file.
+    env["AGENTCHORD_REDIS_URL"] = "redis://127.0.0.1:6392/0"
+    seen = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert seen.stdout.split() == ["redis://127.0.0.1:6392/0"] * 2, seen.stderr
