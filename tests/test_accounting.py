@@ -92,3 +92,8 @@ def test_prices_turn_tokens_into_cost_and_reports_aggregate(client: redis.Redis)
     page = render_html([(run.status(), timings)], agg)
     assert page.startswith("<!doctype html>") and "<svg" in page and "queue" in page
     assert "src=" not in page and "href=" not in page  # self-contained: nothing to fetch
+    single = render_html([(run.status(), timings)])
+    # One run: the Gantt has a time axis, and the page has the per-step table and histograms.
+    assert single.count("text-anchor=") == 5 and ">0 ms</text>" in single  # five ticks, from 0 ms
+    assert "<th>queue ms</th>" in single and single.count("<tr>") == len(timings.steps) + 1
+    assert "queue wait per step" in single and "body time per step" in single

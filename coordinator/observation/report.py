@@ -169,9 +169,18 @@ def _gantt(status: RunStatus, timings: RunTimings) -> str:
                 f'<rect x="{label_px + start * scale:.1f}" y="{y}" width="{max(width * scale, 1):.1f}" '
                 f'height="{row_px - 8}" fill="{_COLOURS[kind]}"><title>{kind}: {width * 1000:.1f} ms</title></rect>'
             )
-    parts.append(
-        f'<text x="{label_px}" y="{row_px * len(rows) + 25}" font-size="11">0 ms … {end * 1000:.0f} ms</text></svg>'
-    )
+    # A time axis: five ticks from 0 to the end, labelled in ms.
+    axis_y = row_px * len(rows) + 8
+    parts.append(f'<line x1="{label_px}" y1="{axis_y}" x2="{width_px - 10}" y2="{axis_y}" stroke="#888"/>')
+    for tick in range(5):
+        at = end * tick / 4
+        x = label_px + at * scale
+        parts.append(f'<line x1="{x:.1f}" y1="{axis_y}" x2="{x:.1f}" y2="{axis_y + 4}" stroke="#888"/>')
+        anchor = "start" if tick == 0 else "end" if tick == 4 else "middle"
+        parts.append(
+            f'<text x="{x:.1f}" y="{axis_y + 16}" font-size="11" text-anchor="{anchor}">{at * 1000:.0f} ms</text>'
+        )
+    parts.append("</svg>")
     return "".join(parts)
 
 
@@ -199,6 +208,23 @@ def _histogram(values: list[float], label: str, unit_scale: float, unit: str) ->
     return "".join(parts)
 
 
+_STEP_COLUMNS = ("step", "agent", "state", "handoff ms", "queue ms", "body ms", "step overhead ms", "tries",
+                 "tokens in/out", "re-injected")  # fmt: skip
+
+
+def _step_table(timings: RunTimings) -> str:
+    """Each step's accounting, as `agentchord status` prints it."""
+    head = "".join(f"<th>{name}</th>" for name in _STEP_COLUMNS)
+    rows = []
+    for step in timings.steps:
+        cells: list[object] = [step.step, step.agent, step.state, _ms(step.handoff_s), _ms(step.queue_wait_s)]
+        cells.append(_ms(step.body_s))
+        cells += [_ms(step.step_overhead_s), step.attempts, f"{step.prompt_tokens}/{step.completion_tokens}"]
+        cells.append(step.reinjected_tokens)
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + "</tr>")
+    return f'<table border="1" cellpadding="4" style="border-collapse:collapse"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
 def render_html(runs: list[tuple[RunStatus, RunTimings]], agg: Aggregate | None = None) -> str:
     """A self-contained page: a Gantt timeline per run and the aggregate histograms."""
     legend = " ".join(
@@ -214,8 +240,16 @@ def render_html(runs: list[tuple[RunStatus, RunTimings]], agg: Aggregate | None 
             f"{_ms(timings.parked_s)} ms, tokens {timings.prompt_tokens}/{timings.completion_tokens} "
             f"(re-injected {timings.reinjected_tokens}), broker messages {timings.broker_messages}</p>"
             + _gantt(status, timings)
+            + _step_table(timings)
         )
     histograms = ""
+    if len(runs) == 1:
+        steps = runs[0][1].steps
+        histograms = (
+            "<h2>this run's steps</h2>"
+            + _histogram([s.queue_wait_s or 0 for s in steps], "queue wait per step", 1000, "ms")
+            + _histogram([s.body_s or 0 for s in steps], "body time per step", 1000, "ms")
+        )
     if agg is not None and len(runs) > 1:
         all_timings = [t for _, t in runs if t.wall_s is not None]
         histograms = (
