@@ -100,7 +100,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         with LeaseKeeper(registry, run_id, step, token):
             output = role.function(context)
             result_json = _to_json(output)
-            _check_route(work.plan, result_json)
+            route = _checked_route(work.plan, result_json)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         policy = work.plan.retry
@@ -131,7 +131,6 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         done = StepOutcome(step=step, agent=role.name, outcome=outcome_of(json.loads(result_json)))
         patch["steps_completed"] = [done.model_dump()]
         handoff_patch = json.dumps(patch)
-    route = str(json.loads(result_json)["route"]) if work.plan.branches else ""
     with span("agentchord.registry.finish_step"):
         metadata = _metadata(body_s, meter, work, run_started)
         finished = registry.finish_step(
@@ -331,15 +330,16 @@ class _LeaseRenewer:
 _renewer = _LeaseRenewer()
 
 
-def _check_route(plan: StepPlan, result_json: str) -> None:
-    """A router's choice must be one of the branches its workflow declares: an illegal one is a
-    failure in the event log, never a silent fall-through."""
+def _checked_route(plan: StepPlan, result_json: str) -> str:
+    """A router's choice ('' for other steps). It must be one of the branches its workflow
+    declares: an illegal one is a failure in the event log, never a silent fall-through."""
     branches = plan.branches
     if not branches:
-        return
+        return ""
     route = json.loads(result_json).get("route") if result_json.startswith("{") else None
     if route not in branches:
         raise PermanentError(f"router chose {route!r}; the workflow's branches are {', '.join(branches)}")
+    return str(route)
 
 
 def _to_json(output: Any) -> str:

@@ -125,7 +125,11 @@ def client(settings: Settings) -> Iterator[redis.Redis]:
 
 def start_worker(queues: list[str], name: str, settings: Settings, concurrency: int = 2) -> WorkerProcess:
     worker = WorkerProcess(queues, name, settings, concurrency=concurrency, log_path=LOG_DIR / f"{name}.log")
-    return worker.start().wait_ready()
+    try:
+        return worker.start().wait_ready()
+    except BaseException:
+        worker.stop()  # never leave a half-started worker behind
+        raise
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from agents.runtime import give_up
 from coordinator.engine.approvals import sweep_deadlines
 from coordinator.engine.checkpoints import ApprovalId, park_failure
 from coordinator.engine.dispatch import dispatch_ready
-from coordinator.engine.notify import TransientDeliveryError, deliver, redact
+from coordinator.engine.notify import TransientDeliveryError, deliver
 from coordinator.engine.watchdog import sweep_stalled
 from proj.celery import app, current_settings
 from proj.messages import send_step
@@ -39,6 +39,7 @@ from proj.queues import (
     VALIDATE_TASK,
     WATCHDOG_TASK,
 )
+from proj.redaction import redact_url
 from proj.registry import registry_for
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def notify_approval(self: Any, approval_id: str, url: str, event: str = "approva
             registry.add_event(
                 ApprovalId.parse(approval_id).run_id,
                 "notification_failed",
-                url=redact(url),
+                url=redact_url(url),
                 event=event,
                 error=str(exc),
             )

@@ -25,11 +25,6 @@ class TransientDeliveryError(Exception):
     """A delivery worth retrying (5xx, timeout, connection refused)."""
 
 
-def redact(url: str) -> str:
-    """The URL as events and logs may show it (see :func:`proj.redaction.redact_url`)."""
-    return redact_url(url)
-
-
 def payload_for(registry: Registry, aid: str, event: str) -> dict[str, Any]:
     view = get_approval(registry, registry.settings, aid)
     return {
@@ -53,7 +48,7 @@ def deliver(registry: Registry, aid: str, url: str, event: str, attempt: int, ti
     # One message id per (approval, event, URL), the same on every retry, as the scheme asks.
     digest = hashlib.sha256(url.encode()).hexdigest()[:12]
     body, headers = signed_request(registry.settings, f"msg_{aid}_{event}_{digest}", payload_for(registry, aid, event))
-    where = redact(url)
+    where = redact_url(url)
     try:
         response = httpx.post(url, content=body, headers=headers, timeout=timeout_s)
     except httpx.HTTPError as exc:

@@ -23,7 +23,7 @@ from coordinator.engine.approvals import resume
 from coordinator.engine.checkpoints import ApprovalView, get_approval, pending_approvals
 from coordinator.engine.operator import abort_run, retry_step, skip_step
 from coordinator.engine.specs import Workflow, builtin_workflow
-from coordinator.engine.webhooks import authenticate, spend_webhook_id, strict_json
+from coordinator.engine.webhooks import authenticate, spend_webhook_id
 from coordinator.interfaces.runner import get_run, start
 from coordinator.observation.metrics import RegistryCollector
 from coordinator.observation.status import RunStatus
@@ -302,3 +302,53 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     return api
+
+
+# A JSON body nested deeper than this is refused (a deeper one would exhaust the parser's stack).
+MAX_JSON_DEPTH = 64
+
+
+def strict_json(body: bytes) -> Any:
+    """Parse a request body as strict JSON: no NaN/Infinity, no number that overflows to
+    infinity, no integer longer than Python reads, nesting at most ``MAX_JSON_DEPTH``.
+    Anything else is :class:`MalformedBodyError` (400), never a server error."""
+
+    def refuse_constant(name: str) -> Any:
+        raise MalformedBodyError(f"{name} is not JSON")
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if value in (float("inf"), float("-inf")):
+            raise MalformedBodyError(f"number {text[:40]} is out of range")
+        return value
+
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise MalformedBodyError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(body, parse_constant=refuse_constant, parse_float=finite)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise MalformedBodyError(str(exc)[:200]) from None
+    except ValueError as exc:  # an integer with more digits than int() reads
+        raise MalformedBodyError(str(exc)[:200]) from None
+
+
+def _depth(body: bytes) -> int:
+    """How deep brackets nest outside strings (a scan, before any recursive parse)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest

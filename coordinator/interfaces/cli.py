@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -15,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -60,7 +57,7 @@ def up(
     concurrency: Annotated[int, typer.Option(help="Processes per worker.")] = 1,
 ) -> None:
     """Run the local stack in the foreground until Ctrl-C."""
-    settings = with_local_credentials(Settings())
+    settings = Settings()  # the stack adds a generated token and secret when none are set
     agents.load_agent_modules(settings.agent_modules)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -93,17 +90,6 @@ def duration(seconds: float) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min" if minutes else f"{secs} s"
-
-
-def with_local_credentials(settings: Settings) -> Settings:
-    """``settings`` with a generated API token and webhook secret where none are configured, so
-    the stack's API can be used at once (they go to the stack env file, never to the screen)."""
-    update: dict[str, Any] = {}
-    if not settings.api_tokens:
-        update["api_tokens"] = (SecretStr(secrets.token_urlsafe(24)),)
-    if not settings.webhook_secrets:
-        update["webhook_secrets"] = (SecretStr("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()),)
-    return settings.model_copy(update=update) if update else settings
 
 
 def _write_stack_env(settings: Settings) -> None:

@@ -21,7 +21,9 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+import redis
 from celery import Celery
+from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 
 from proj.celery import celery_config, configure
@@ -124,8 +126,12 @@ class WorkerProcess:
             if self.process is None or self.process.poll() is not None:
                 code = None if self.process is None else self.process.returncode
                 raise ConfigurationError(f"worker {self.hostname} exited during start-up (code {code})")
-            if control_app(self.settings).control.ping(destination=[self.hostname], timeout=0.5):
-                return self
+            try:
+                if control_app(self.settings).control.ping(destination=[self.hostname], timeout=0.5):
+                    return self
+            except (redis.ConnectionError, OSError, OperationalError):
+                # A pooled connection to a Redis that restarted fails once; the next one reconnects.
+                time.sleep(0.1)
         raise ConfigurationError(f"worker {self.hostname} did not answer a ping within {timeout_s}s")
 
     @property
