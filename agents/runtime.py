@@ -30,7 +30,7 @@ from agents.llm import MeteredModel, UsageMeter
 from agents.role import AgentRole
 from proj.celery import app, current_settings
 from proj.errors import PermanentError, StepFailedError
-from proj.messages import send_steps
+from proj.messages import callback_task_id, send_steps
 from proj.plan import RunPlan, StepPlan
 from proj.policy import is_transient
 from proj.queues import ADVANCE_TASK, ESCALATE_TO_APPROVAL_TASK, RERUN_TASK, VALIDATE_TASK
@@ -153,7 +153,7 @@ AFTER_STORE_HOOKS: list[Callable[[StepContext], None]] = []
 
 
 def _advance_by_message(_registry: Registry, run_id: str) -> Any:
-    app.send_task(ADVANCE_TASK, kwargs={"run_id": run_id})
+    app.send_task(ADVANCE_TASK, kwargs={"run_id": run_id}, task_id=f"{run_id}.advance.{uuid.uuid4().hex[:8]}")
 
 
 # How a worker dispatches what a step of a non-inline workflow (gates, routers, validators) made
@@ -215,7 +215,11 @@ def _validation_turn(
         round_no = registry.hold_candidate(run_id, step, result_json, metadata)
         if not round_no:  # refused by the step state table (a late or duplicated delivery)
             return {"run_id": run_id, "step": step, "status": "refused"}
-        app.send_task(VALIDATE_TASK, kwargs={"run_id": run_id, "step": step})
+        app.send_task(
+            VALIDATE_TASK,
+            kwargs={"run_id": run_id, "step": step},
+            task_id=callback_task_id(run_id, step, f"validate.r{round_no}"),
+        )
         return {"run_id": run_id, "step": step, "status": "validating", "round": round_no}
     target = plan.validates
     verdict = json.loads(result_json)
@@ -230,7 +234,11 @@ def _validation_turn(
     if round_no < target_plan.validation.max_rounds:
         if not registry.next_round(run_id, target, step, issues):
             return {"run_id": run_id, "step": step, "status": "refused"}
-        app.send_task(RERUN_TASK, kwargs={"run_id": run_id, "step": target})
+        app.send_task(
+            RERUN_TASK,
+            kwargs={"run_id": run_id, "step": target},
+            task_id=callback_task_id(run_id, target, f"rerun.r{round_no + 1}"),
+        )
         return {"run_id": run_id, "step": step, "status": "failed", "round": round_no}
     error = f"validation failed after {round_no} round(s): {'; '.join(issues) or 'no issues given'}"
     registry.release_claim(run_id, step)
@@ -271,7 +279,11 @@ def give_up(
     """Escalate a step that will not be retried: to an operator, or to a human approval."""
     escalated = registry.escalate(run_id, step, token, error, trace, attempts, plan.agent or "")
     if escalated and plan.on_failure == "escalate_to_approval":
-        app.send_task(ESCALATE_TO_APPROVAL_TASK, kwargs={"run_id": run_id, "step": step, "error": error})
+        app.send_task(
+            ESCALATE_TO_APPROVAL_TASK,
+            kwargs={"run_id": run_id, "step": step, "error": error},
+            task_id=callback_task_id(run_id, step, "escalate"),
+        )
 
 
 class LeaseKeeper:

@@ -8,10 +8,11 @@ settings before anything connects.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import beat_embedded_init, beat_init, worker_init, worker_process_init
 
 from proj.queues import COORDINATOR_QUEUE, SWEEP_DEADLINES_TASK, WATCHDOG_TASK, route_task
 from proj.settings import Settings
@@ -71,6 +72,16 @@ def _trace_in_worker(sender: Any = None, **_kwargs: Any) -> None:
     # Prefork children set tracing up after the fork (above); other pools run tasks here.
     if "prefork" not in str(getattr(sender, "pool_cls", "prefork")).lower():
         setup_tracing(_settings)
+
+
+@beat_init.connect  # type: ignore[untyped-decorator]
+@beat_embedded_init.connect  # type: ignore[untyped-decorator]
+def _quiet_beat(sender: Any = None, **_kwargs: Any) -> None:
+    """A beat process publishes housekeeping every few seconds: no ``task-sent`` events from it,
+    so Flower lists workflow work only. Only where beat has its process to itself (``celery beat``,
+    or ``worker -B``'s child): a beat thread inside a worker leaves the worker's events alone."""
+    if threading.current_thread() is threading.main_thread():
+        app.conf.task_send_sent_event = False
 
 
 def configure(settings: Settings) -> None:

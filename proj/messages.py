@@ -31,12 +31,25 @@ def step_task_id(run_id: str, step: str) -> str:
     return f"{run_id}.{step}"
 
 
+def callback_task_id(run_id: str, step: str, kind: str) -> str:
+    """The id of a coordinator callback about one step (``<run>.<step>.<kind>``): in Flower it sits
+    beside the step's own ``<run>.<step>`` instead of under a random uuid. A kind that can repeat
+    for the same step carries its round or a counter."""
+    return f"{run_id}.{step}.{kind}"
+
+
 def step_message_options(run_id: str, step: str, plan: StepPlan) -> dict[str, Any]:
     """Time limits and the errback of one step's message. The errback is how a step killed by
     its hard time limit is noticed: Celery calls it in the worker's main process, where the
     killed child can no longer report anything."""
     options: dict[str, Any] = {
-        "link_error": [app.signature(STEP_FAILED_TASK, kwargs={"run_id": run_id, "step": step})],
+        "link_error": [
+            app.signature(
+                STEP_FAILED_TASK,
+                kwargs={"run_id": run_id, "step": step},
+                task_id=callback_task_id(run_id, step, "failed"),
+            )
+        ],
     }
     if plan.time_limit_s:
         options["time_limit"] = plan.time_limit_s

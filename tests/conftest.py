@@ -123,8 +123,12 @@ def client(settings: Settings) -> Iterator[redis.Redis]:
     connection.close()
 
 
-def start_worker(queues: list[str], name: str, settings: Settings, concurrency: int = 2) -> WorkerProcess:
-    worker = WorkerProcess(queues, name, settings, concurrency=concurrency, log_path=LOG_DIR / f"{name}.log")
+def start_worker(
+    queues: list[str], name: str, settings: Settings, concurrency: int = 2, extra_args: list[str] | None = None
+) -> WorkerProcess:
+    worker = WorkerProcess(
+        queues, name, settings, concurrency=concurrency, log_path=LOG_DIR / f"{name}.log", extra_args=extra_args
+    )
     try:
         return worker.start().wait_ready()
     except BaseException:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -63,3 +67,40 @@ def test_the_env_example_loads_as_compose_would_load_it(monkeypatch: pytest.Monk
             monkeypatch.setenv(name, value)
     settings = Settings()
     assert settings.step_soft_time_limit_s is None and settings.llm_requests_per_minute is None
+
+
+def test_the_wheel_the_image_installs_holds_every_module_and_data_file(tmp_path: Path) -> None:
+    # The image installs the project from its wheel (deploy/Dockerfile), not in editable mode:
+    # build that wheel from what the Dockerfile copies (a fresh copy: setuptools reuses a build/
+    # folder it finds) and check it against the source tree, so no package or Lua/YAML file is
+    # missing where the containers run. (No container engine runs on these machines.)
+    root = DEPLOY.parent
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    for package in ("proj", "agents", "coordinator"):
+        shutil.copytree(root / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(tmp_path), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("agentchord-*.whl")
+    packed = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        path.relative_to(root).as_posix()
+        for package in ("proj", "agents", "coordinator")
+        for path in (root / package).rglob("*")
+        if path.suffix in {".py", ".lua", ".yaml"} and "__pycache__" not in path.parts
+    }
+    assert expected - packed == set()
+    assert any(name.endswith("entry_points.txt") for name in packed)
+
+
+def test_the_image_needs_no_compiler_at_run_time() -> None:
+    stages = [line.split() for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line.startswith("FROM ")]
+    assert [stage[1] for stage in stages] == ["python:3.12", "python:3.12-slim"]  # builder has gcc, runtime not
+    runtime = (DEPLOY / "Dockerfile").read_text().split("FROM python:3.12-slim", 1)[1]
+    assert "--no-index --find-links /wheels" in runtime  # installs prebuilt wheels only

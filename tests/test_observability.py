@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from coordinator import Approval, Step, Workflow, start
 from coordinator.interfaces.stack import ApiProcess, FlowerProcess
+from proj.queues import COORDINATOR_QUEUE, ESCALATE_TO_APPROVAL_TASK, SWEEP_DEADLINES_TASK, WATCHDOG_TASK
 from proj.settings import Settings
-from tests.conftest import API_TOKEN, wait_for
+from tests.conftest import API_TOKEN, start_worker, wait_for
 from tests.receiver import OtlpReceiver, SpanRecord
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -102,6 +104,42 @@ def test_flower_shows_a_runs_tasks_with_run_id_step_and_role_queues(flower: Flow
     assert agent_task["uuid"] == f"{run.id}.b" and "'step': 'b'" in str(agent_task["kwargs"])
     metrics = httpx.get(f"{flower.url}/metrics", timeout=10).text
     assert "flower_events_total" in metrics
+
+
+def test_flower_lists_workflow_work_under_run_ids_and_no_beat_housekeeping(
+    flower: FlowerProcess, settings: Settings, client: redis.Redis
+) -> None:
+    # A coordinator worker with the beat embedded, as `agentchord up` runs it, sweeping often.
+    quick = settings.model_copy(update={"deadline_sweep_interval_s": 0.2, "watchdog_interval_s": 0.2})
+    with tempfile.TemporaryDirectory() as beat_dir:
+        beat = start_worker(
+            [COORDINATOR_QUEUE], "beat", quick, concurrency=1, extra_args=["-B", "-s", f"{beat_dir}/schedule"]
+        )
+        try:
+            wait_for(lambda: httpx.get(f"{flower.url}/api/workers", params={"refresh": "true"}, timeout=10).json())
+            steps = [
+                Step(name="draft", agent="echo"),
+                # Only the beat's deadline sweep can end this gate (1 s, then approved).
+                Step(name="gate", approval=Approval(prompt="ok?", timeout_s=1, on_timeout="approve"), after=["draft"]),
+                Step(name="fails", agent="boom", after=["gate"], on_failure="escalate_to_approval"),
+            ]
+            run = start(Workflow(name="housekept", steps=steps), input={})
+            # The failed step is handed to a human by a coordinator task: wait for its approval.
+            wait_for(lambda: any(a.step == "fails" for a in run.approvals()), timeout_s=60)
+        finally:
+            beat.stop()
+
+    def tasks() -> list[dict[str, object]]:
+        return list(httpx.get(f"{flower.url}/api/tasks", timeout=10).json().values())
+
+    wait_for(lambda: any(t["name"] == ESCALATE_TO_APPROVAL_TASK for t in tasks()), timeout_s=30)
+    seen = tasks()
+    names = {str(t["name"]) for t in seen}
+    assert not names & {SWEEP_DEADLINES_TASK, WATCHDOG_TASK}, names  # ran (the gate timed out), unlisted
+    assert run.approvals()[0].actor == "deadline"
+    for task in seen:
+        if run.id in str(task.get("kwargs")):  # every task of the run, coordinator ones included
+            assert str(task["uuid"]).startswith(f"{run.id}."), task
 
 
 def test_one_trace_per_run_across_workers_with_model_and_registry_spans(

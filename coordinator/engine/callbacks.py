@@ -58,7 +58,9 @@ def advance(_finished: Any = None, run_id: str = "") -> list[str]:
     return dispatch_ready(registry_for(current_settings()), run_id)
 
 
-@app.task(name=SWEEP_DEADLINES_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+# The two beat tasks are housekeeping every few seconds: they send no task events, so Flower's task
+# list shows workflow work, not thousands of sweeps (their effects are run events).
+@app.task(name=SWEEP_DEADLINES_TASK, ignore_result=True, send_events=False)  # type: ignore[untyped-decorator]
 def sweep_deadlines_task(now: float | None = None) -> list[tuple[str, str]]:
     """Fire ``on_timeout`` of every approval past its deadline (``now``: tests pin the clock)."""
     return sweep_deadlines(registry_for(current_settings()), now)
@@ -125,7 +127,7 @@ def escalate_to_approval(run_id: str, step: str, error: str) -> bool:
     return park_failure(registry_for(settings), settings, run_id, step, error)
 
 
-@app.task(name=WATCHDOG_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+@app.task(name=WATCHDOG_TASK, ignore_result=True, send_events=False)  # type: ignore[untyped-decorator]
 def watchdog() -> dict[str, list[str]]:
     """Re-drive runs with no progress past AGENTCHORD_WATCHDOG_STALL_S."""
     return sweep_stalled(registry_for(current_settings()))

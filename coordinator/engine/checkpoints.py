@@ -113,8 +113,10 @@ def park_failure(registry: Registry, settings: Settings, run_id: str, step: str,
 
 def send_notifications(settings: Settings, aid: str, event: str) -> None:
     """One Celery task per configured URL, on the ``notifications`` queue."""
-    for url in settings.approval_webhook_urls:
-        app.signature(NOTIFY_TASK, kwargs={"approval_id": aid, "url": url, "event": event}).apply_async()
+    for index, url in enumerate(settings.approval_webhook_urls):
+        app.signature(NOTIFY_TASK, kwargs={"approval_id": aid, "url": url, "event": event}).apply_async(
+            task_id=f"{aid}.{event}.{index}"
+        )
 
 
 def get_approval(registry: Registry, settings: Settings, aid: str) -> ApprovalView:
