@@ -14,6 +14,7 @@
     │   └── SpecFileError
     ├── UnknownWorkflowError        `run NAME` with no such built-in or file
     ├── RunNotFoundError            no run with that id (never existed, or expired)
+    ├── StepNotFoundError           the run has no step of that name (404)
     ├── RunTimeoutError             `Run.wait` gave up; the run goes on
     ├── RunFailedError              `Run.wait` on a run that ended failed, cancelled or rejected
     │   └── RunNeedsAttentionError      ... or that waits for an operator (a step escalated)
@@ -40,9 +41,28 @@ JSON result backend can rebuild it (a test round-trips each one).
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+# The HTTP API answers every error as an RFC 9457 problem whose ``type`` is this prefix plus the
+# class name in words; a Python caller reads the same string off the exception.
+PROBLEM_TYPE_PREFIX = "urn:agentchord:problem:"
+
+
+def problem_slug(kind: type[BaseException]) -> str:
+    """``RunNotFoundError`` -> ``run-not-found``."""
+    name = kind.__name__.removesuffix("Error") or kind.__name__
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
 
 class AgentchordError(Exception):
     """Base of every error agentchord raises on purpose."""
+
+    @classmethod
+    def problem_type(cls) -> str:
+        """The ``type`` of the problem the HTTP API answers for this error, e.g.
+        ``urn:agentchord:problem:run-not-found``."""
+        return PROBLEM_TYPE_PREFIX + problem_slug(cls)
 
 
 class ConfigurationError(AgentchordError):
@@ -212,12 +232,16 @@ class ApprovalClosedError(ApprovalError):
 
 
 class ApprovalDataError(ApprovalError):
-    def __init__(self, approval_id: str, errors: list[str]) -> None:
+    """``errors``: one ``{"loc": [path...], "msg": ..., "type": ...}`` per violation (the HTTP
+    API's field-error shape, with ``loc`` starting at ``data``)."""
+
+    def __init__(self, approval_id: str, errors: list[dict[str, Any]]) -> None:
         super().__init__(approval_id, errors)
         self.approval_id, self.errors = approval_id, errors
 
     def __str__(self) -> str:
-        return f"data for approval {self.approval_id} fails the gate's schema: {'; '.join(self.errors)}"
+        described = "; ".join(f"{'/'.join(str(p) for p in e['loc'][1:]) or '(root)'}: {e['msg']}" for e in self.errors)
+        return f"data for approval {self.approval_id} fails the gate's schema: {described}"
 
 
 class RequestRejectedError(AgentchordError):
@@ -284,6 +308,15 @@ class RunNeedsAttentionError(RunFailedError):
 
     def __str__(self) -> str:
         return f"run {self.run_id} needs attention: {self.error}; retry, skip or abort the step"
+
+
+class StepNotFoundError(AgentchordError):
+    def __init__(self, run_id: str, step: str, known: list[str]) -> None:
+        super().__init__(run_id, step, known)
+        self.run_id, self.step, self.known = run_id, step, known
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} has no step {self.step!r}; its steps: {', '.join(self.known)}"
 
 
 class StepStateError(AgentchordError):

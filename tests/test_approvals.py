@@ -197,9 +197,14 @@ def test_bad_resume_requests_get_a_precise_4xx_and_change_nothing(
     assert response.status_code == expected, response.text
     assert response.json()["detail"]
     if case == "data failing the schema":
+        assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["errors"] == [
-            "(root): Additional properties are not allowed ('extra' was unexpected)",
-            "note: 3 is not of type 'string'",
+            {
+                "loc": ["data"],
+                "msg": "Additional properties are not allowed ('extra' was unexpected)",
+                "type": "json_schema.additionalProperties",
+            },
+            {"loc": ["data", "note"], "msg": "3 is not of type 'string'", "type": "json_schema.type"},
         ]
     assert get_run(run.id).approvals()[0].state == "pending"
     assert event_count(run.id) == before
@@ -225,7 +230,7 @@ def test_replayed_webhook_and_second_decision_get_409_decided_or_closed_changes_
     first = httpx.post(f"{api.url}/approvals/{approval.id}", content=body, headers=headers, timeout=30)
     assert first.status_code == 200
     replay = httpx.post(f"{api.url}/approvals/{approval.id}", content=body, headers=headers, timeout=30)
-    assert replay.status_code == 409 and replay.json()["error"] == "ReplayedWebhookError"
+    assert replay.status_code == 409 and replay.json()["type"] == "urn:agentchord:problem:replayed-webhook"
     again = post_resume(api, settings, approval.id, {"decision": "approve", "data": {"note": "late"}})
     assert again.status_code == 409 and again.json()["decision"] == "reject"
     with pytest.raises(ApprovalConflictError, match="'reject' won"):

@@ -93,7 +93,7 @@ def test_the_wheel_the_image_installs_holds_every_module_and_data_file(tmp_path:
         path.relative_to(root).as_posix()
         for package in ("proj", "agents", "coordinator")
         for path in (root / package).rglob("*")
-        if path.suffix in {".py", ".lua", ".yaml"} and "__pycache__" not in path.parts
+        if path.suffix in {".py", ".lua", ".yaml", ".js", ".css"} and "__pycache__" not in path.parts
     }
     assert expected - packed == set()
     assert any(name.endswith("entry_points.txt") for name in packed)

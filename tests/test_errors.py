@@ -26,7 +26,10 @@ SAMPLES: list[errors.AgentchordError] = [
     errors.ApprovalNotFoundError("r1.approve"),
     errors.ApprovalConflictError("r1.approve", "approved", "approve"),
     errors.ApprovalClosedError("r1.approve", "run cancelled"),
-    errors.ApprovalDataError("r1.approve", ["'x' is a required property"]),
+    errors.ApprovalDataError(
+        "r1.approve", [{"loc": ["data"], "msg": "'x' is a required property", "type": "required"}]
+    ),
+    errors.StepNotFoundError("r1", "nope", ["a", "b"]),
     errors.RequestRejectedError("x"),
     errors.AuthenticationError("invalid signature"),
     errors.ReplayedWebhookError("msg_1"),

@@ -41,7 +41,7 @@ def test_a_workflow_name_never_reads_a_file(
         response = httpx.post(f"{api.url}/workflows", json={"workflow": candidate}, headers=bearer(), timeout=30)
         assert response.status_code == 404, response.text
         assert "db_password" not in response.text and "hunter2" not in response.text
-        assert response.json()["error"] == "UnknownWorkflowError"
+        assert response.json()["type"] == "urn:agentchord:problem:unknown-workflow"
     assert runs_now(settings) == before
 
 
@@ -63,7 +63,7 @@ def test_hostile_json_gets_400_and_starts_nothing(
     headers = {**bearer(), "content-type": "application/json"}
     response = httpx.post(f"{api.url}/workflows", content=HOSTILE_BODIES[kind], headers=headers, timeout=30)
     assert response.status_code == 400, response.text
-    assert response.json()["error"] == "MalformedBodyError"
+    assert response.json()["type"] == "urn:agentchord:problem:malformed-body"
     assert runs_now(settings) == before
 
 
@@ -90,7 +90,7 @@ def test_a_signed_request_with_a_bad_body_does_not_spend_its_webhook_id(
     accepted = httpx.post(f"{api.url}/approvals/{approval.id}", content=good, headers=headers, timeout=30)
     assert accepted.status_code == 200, accepted.text
     replay = httpx.post(f"{api.url}/approvals/{approval.id}", content=good, headers=headers, timeout=30)
-    assert replay.status_code == 409 and replay.json()["error"] == "ReplayedWebhookError"
+    assert replay.status_code == 409 and replay.json()["type"] == "urn:agentchord:problem:replayed-webhook"
 
 
 def test_urls_are_redacted_to_scheme_and_host() -> None:

@@ -62,8 +62,12 @@ def _check_data(aid: str, schema: dict[str, Any], data: Any) -> None:
     try:
         errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     except Exception as exc:  # a schema stored before gate schemas were checked (a remote $ref)
-        raise ApprovalDataError(aid, [f"the gate's schema cannot be applied: {type(exc).__name__}"]) from None
-    problems = [f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}" for error in errors]
+        reason = f"the gate's schema cannot be applied: {type(exc).__name__}"
+        raise ApprovalDataError(aid, [{"loc": ["data"], "msg": reason, "type": "schema_unusable"}]) from None
+    problems = [
+        {"loc": ["data", *error.absolute_path], "msg": error.message, "type": f"json_schema.{error.validator}"}
+        for error in errors
+    ]
     if problems:
         raise ApprovalDataError(aid, problems)
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from coordinator.engine.dispatch import dispatch_ready
-from proj.errors import RunNotFoundError, StepStateError
+from proj.errors import RunNotFoundError, StepNotFoundError, StepStateError
 from proj.messages import send_step
 from proj.registry import Registry
 
@@ -19,8 +19,20 @@ def _state_of(registry: Registry, run_id: str, step: str) -> str:
     return records.get(step, {}).get("state", "unknown step")
 
 
+def require_step(registry: Registry, run_id: str, step: str | None = None) -> None:
+    """:class:`RunNotFoundError` unless the run exists; :class:`StepNotFoundError` unless ``step``
+    (when given) is one of its steps. Callers check this before reading a request's body."""
+    if not registry.run_record(run_id):
+        raise RunNotFoundError(run_id)
+    if step is not None:
+        plan = registry.plan_of(run_id)
+        if step not in plan:
+            raise StepNotFoundError(run_id, step, list(plan))
+
+
 def retry_step(registry: Registry, run_id: str, step: str, actor: str = "operator") -> None:
     """Run a failed step again, with a fresh set of attempts; the run continues from there."""
+    require_step(registry, run_id, step)
     if not registry.operator_retry(run_id, step, actor):
         raise StepStateError(run_id, step, "retry", _state_of(registry, run_id, step))
     snapshot = registry.snapshot(run_id)
@@ -32,6 +44,7 @@ def retry_step(registry: Registry, run_id: str, step: str, actor: str = "operato
 
 def skip_step(registry: Registry, run_id: str, step: str, output: Any, actor: str = "operator") -> None:
     """Give a failed step ``output`` as its result and dispatch what it unblocks."""
+    require_step(registry, run_id, step)
     plan = registry.plan_of(run_id).get(step)
     joins = tuple(name for name, deps in plan.successors.items() if len(deps) > 1) if plan and plan.inline else ()
     if not registry.operator_skip(run_id, step, actor, json.dumps(output), joins):
@@ -41,6 +54,5 @@ def skip_step(registry: Registry, run_id: str, step: str, output: Any, actor: st
 
 def abort_run(registry: Registry, run_id: str, reason: str = "", actor: str = "operator") -> bool:
     """End the run ``failed``; True if this call ended it (False: it had ended already)."""
-    if not registry.run_record(run_id):
-        raise RunNotFoundError(run_id)
+    require_step(registry, run_id)
     return registry.finish_run(run_id, "failed", f"aborted by {actor}" + (f": {reason}" if reason else ""))
