@@ -33,7 +33,8 @@
         ├── AuthenticationError         missing/invalid/expired signature or token (401)
         ├── ReplayedWebhookError        a webhook-id seen before (409)
         ├── BodyTooLargeError           body over AGENTCHORD_MAX_BODY_BYTES (413)
-        └── MalformedBodyError          body is not JSON (400)
+        ├── MalformedBodyError          body is not JSON (400)
+        └── InvalidCursorError          a page cursor this API never returned (422)
 
 Every exception passes all its constructor arguments to ``super().__init__`` so that Celery's
 JSON result backend can rebuild it (a test round-trips each one).
@@ -300,6 +301,15 @@ class MalformedBodyError(RequestRejectedError):
 
     def __str__(self) -> str:
         return f"request body is not valid JSON: {self.reason}"
+
+
+class InvalidCursorError(RequestRejectedError):
+    def __init__(self, cursor: str) -> None:
+        super().__init__(cursor)
+        self.cursor = cursor
+
+    def __str__(self) -> str:
+        return f"cursor {self.cursor[:80]!r} is not one this API returned (use X-Next-Cursor of the previous page)"
 
 
 class RunNeedsAttentionError(RunFailedError):

@@ -30,6 +30,7 @@ SAMPLES: list[errors.AgentchordError] = [
         "r1.approve", [{"loc": ["data"], "msg": "'x' is a required property", "type": "required"}]
     ),
     errors.StepNotFoundError("r1", "nope", ["a", "b"]),
+    errors.InvalidCursorError("nonsense"),
     errors.RequestRejectedError("x"),
     errors.AuthenticationError("invalid signature"),
     errors.ReplayedWebhookError("msg_1"),

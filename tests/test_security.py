@@ -182,7 +182,7 @@ def test_pending_approvals_page_by_cursor_oldest_first(
     requested = [item["requested_at"] for item in seen]
     assert requested == sorted(requested)
     bad = httpx.get(f"{api.url}/approvals", params={"cursor": "nonsense"}, headers=bearer(), timeout=30)
-    assert bad.status_code == 400
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "cursor"]
 
 
 def test_a_client_that_keeps_failing_authentication_gets_429(settings: Settings, client: redis.Redis) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from proj.celery import app
-from proj.errors import ApprovalNotFoundError, MalformedBodyError
+from proj.errors import ApprovalNotFoundError, InvalidCursorError
 from proj.plan import RunPlan
 from proj.queues import NOTIFY_TASK
 from proj.registry import Registry
@@ -132,14 +132,14 @@ def pending_approvals(
 ) -> tuple[list[ApprovalView], str | None]:
     """One page of pending approvals, oldest first, and the cursor of the next page (None: this
     was the last). ``cursor``: what the previous page returned; a malformed one is
-    :class:`MalformedBodyError`."""
+    :class:`InvalidCursorError`."""
     after = None
     if cursor is not None:
         when, _, aid = cursor.partition("|")
         try:
             after = (float(when), str(ApprovalId.parse(aid)))
         except (ValueError, ApprovalNotFoundError):
-            raise MalformedBodyError(f"cursor {cursor[:80]!r} is not one this API returned") from None
+            raise InvalidCursorError(cursor) from None
     page = registry.pending_approval_ids(limit, after)
     views = []
     for _, aid in page:

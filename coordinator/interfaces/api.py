@@ -31,7 +31,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -65,6 +65,7 @@ from proj.errors import (
     BodyTooLargeError,
     ForbiddenError,
     IdempotencyConflictError,
+    InvalidCursorError,
     MalformedBodyError,
     ReplayedWebhookError,
     RunNotFoundError,
@@ -99,6 +100,7 @@ _STATUS: list[tuple[type[AgentchordError], int]] = [
     (StepStateError, 409),
     (ApprovalClosedError, 410),
     (ApprovalDataError, 422),
+    (InvalidCursorError, 422),
     (WorkflowSpecError, 422),
 ]
 
@@ -153,6 +155,12 @@ class StartRequest(BaseModel):
     spec: Workflow | None = Field(default=None, description="An inline workflow spec.")
     input: dict[str, JsonValue] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_workflow(self) -> StartRequest:
+        if (self.workflow is None) == (self.spec is None):
+            raise ValueError("give exactly one of 'workflow' (a built-in name) or 'spec'")
+        return self
 
 
 class StartResponse(BaseModel):
@@ -285,6 +293,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             extensions = {"decision": exc.decision, "state": exc.state}
         headers = {"Retry-After": "60"} if isinstance(exc, TooManyAuthFailuresError) else None
         errors = exc.errors if isinstance(exc, ApprovalDataError) else None
+        if isinstance(exc, InvalidCursorError):
+            errors = [{"loc": ["query", "cursor"], "msg": str(exc), "type": "invalid_cursor"}]
         return problem_response(
             status, problem_type(exc), problem_title(exc), str(exc), errors=errors, headers=headers, **extensions
         )
@@ -342,18 +352,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             404,
             409,
             422,
-            s400="The body is not strict JSON, or names neither or both of `workflow` and `spec`.",
+            s400="The body is not strict JSON.",
             s404="No built-in workflow of that name.",
             s409="The idempotency key started a run with another workflow or input; or a replayed webhook-id.",
-            s422="The body or the inline spec is invalid (unknown agent, cycle, ...).",
+            s422="The body is invalid (or names neither or both of `workflow` and `spec`), or the inline spec is "
+            "(unknown agent, cycle, ...).",
         ),
     )
     def start_workflow(auth: tuple[Identity, bytes] = Depends(caller)) -> StartResponse:
         """Start a workflow run (idempotent with ``idempotency_key``). Scope ``start``."""
         allow(auth, "start", "start runs")
         request: StartRequest = parse_and_spend(auth, StartRequest)
-        if (request.workflow is None) == (request.spec is None):
-            raise MalformedBodyError("give exactly one of 'workflow' (a built-in name) or 'spec'")
         # Only built-ins by name: a path from a client must never be read from disk.
         workflow = request.spec or builtin_workflow(str(request.workflow))
         run = start(workflow, input=request.input, idempotency_key=request.idempotency_key, settings=settings)
