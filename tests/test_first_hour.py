@@ -134,3 +134,11 @@ def test_the_first_hour_of_a_new_user_with_their_own_agents(tmp_path: Path) -> N
     assert up.returncode == 0, out
     assert token not in "".join(printed) + out  # credentials never on screen
     assert not (tmp_path / ".agentchord" / "stack.env").exists()
+
+
+def test_every_worker_command_in_the_readme_names_its_node() -> None:
+    # Without -n every worker is celery@<host>: `inspect` warns of duplicates and Flower shows one.
+    commands = [line for line in README.splitlines() if "celery -A proj worker" in line]
+    assert commands
+    for line in commands:
+        assert re.search(r"\s-n\s+\S+@%h", line), line
