@@ -6,7 +6,7 @@ package registers them (and their Celery tasks ``agents.<role>``).
 
 from agents import collapsed, doc_generator, merger, reviewer, router, test_writer, validator
 from agents.backends import model_for, register_backend
-from agents.base import agent, get_role, known_roles, load_agent_modules, role_defaults
+from agents.base import agent, get_role, known_roles, load_agent_modules, output_fields, role_defaults
 from agents.context import StepContext
 from agents.handoff import HandoffRecord, RejectedApproach, StepOutcome
 from agents.llm import ChatModel, Completion, Message
@@ -32,6 +32,7 @@ __all__ = [
     "load_agent_modules",
     "model_for",
     "offline_skill",
+    "output_fields",
     "register_backend",
     "role_defaults",
 ]

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import importlib
 import re
+import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import Task
+from pydantic import BaseModel
 
 from agents.role import AgentFunction, AgentRole
 from agents.runtime import execute_step
@@ -103,6 +105,21 @@ def known_roles() -> list[str]:
 
 def get_role(name: str) -> AgentRole | None:
     return _ROLES.get(name)
+
+
+def output_fields(name: str) -> list[str] | None:
+    """The fields of role ``name``'s declared output model (its function's return annotation, a
+    pydantic model), or None when it declares none (a dict, or no annotation)."""
+    role = _ROLES.get(name)
+    if role is None:
+        return None
+    try:
+        returned = typing.get_type_hints(role.function).get("return")
+    except Exception:  # an annotation that does not resolve declares nothing usable
+        return None
+    if isinstance(returned, type) and issubclass(returned, BaseModel):
+        return list(returned.model_fields)
+    return None
 
 
 def load_agent_modules(modules: tuple[str, ...] | list[str]) -> None:

@@ -85,7 +85,8 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
     try:
         # Building the context can fail too (a bad handoff record, an unknown backend): that must
         # escalate like a failing body, never leave the step claimed and silent.
-        dependencies, feedback = _validation_inputs(registry, run_id, step, work.plan, work.dependencies)
+        used = used_fields(work.dependencies, work.plan.uses)
+        dependencies, feedback = _validation_inputs(registry, run_id, step, work.plan, used)
         context = StepContext(
             run_id=run_id,
             step=step,
@@ -145,6 +146,19 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
     else:
         dispatch(registry, run_id)
     return {"run_id": run_id, "step": step, "status": "succeeded"}
+
+
+def used_fields(dependencies: dict[str, Any], uses: dict[str, tuple[str, ...]] | None) -> dict[str, Any]:
+    """The dependencies' outputs as a step that ``uses`` named fields sees them: only those fields
+    of the dependencies it names (in the order it names them), the others whole."""
+    if not uses:
+        return dependencies
+    return {
+        name: {field: output[field] for field in uses[name] if field in output}
+        if name in uses and isinstance(output, dict)
+        else output
+        for name, output in dependencies.items()
+    }
 
 
 # Called with the step's context after its result is stored, before the next steps are sent:

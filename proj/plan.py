@@ -66,6 +66,7 @@ class StepPlan(_Frozen):
     approval: GatePlan | None = None
     validation: ValidationPlan | None = None
     validates: str | None = None  # a validator step: the step whose candidates it checks
+    uses: dict[str, tuple[str, ...]] | None = None  # dependency -> the only fields of it this step sees
 
     @property
     def is_gate(self) -> bool:

@@ -25,6 +25,12 @@ def echo(ctx: StepContext) -> dict[str, Any]:
     return {"step": ctx.step, "saw": sorted(ctx.dependencies), "input_keys": sorted(ctx.input)}
 
 
+@agent("inspector")
+def inspector(ctx: StepContext) -> dict[str, Any]:
+    """Report the fields of each dependency's output it was given."""
+    return {name: sorted(output) if isinstance(output, dict) else None for name, output in ctx.dependencies.items()}
+
+
 @agent("summarizer")
 def summarize(ctx: StepContext) -> dict[str, Any]:
     """A user-defined role, as a user would write one."""

@@ -7,13 +7,19 @@ import uuid
 import pytest
 import redis
 
-from coordinator import Step, Workflow, builtin_workflow, get_run, list_runs, start
+from coordinator import Approval, Step, Workflow, builtin_workflow, get_run, list_runs, start
 from coordinator.engine.compile import agent_signature
 from coordinator.engine.dispatch import dispatch_ready
 from coordinator.interfaces.demo import SAMPLE_DIFF
 from coordinator.interfaces.stack import WorkerProcess
 from proj.celery import app
-from proj.errors import IdempotencyConflictError, RunFailedError, RunNeedsAttentionError, RunNotFoundError
+from proj.errors import (
+    IdempotencyConflictError,
+    RunFailedError,
+    RunNeedsAttentionError,
+    RunNotFoundError,
+    WorkflowSpecError,
+)
 from proj.registry import registry_for
 from proj.settings import Settings
 from tests.conftest import wait_for
@@ -233,3 +239,43 @@ def test_the_sweep_drops_expired_runs_from_the_index_and_keeps_live_ones(client:
     assert "expiredrun000001" not in remaining
     assert {"stillopenrun0001", fresh.id} <= remaining
     client.delete(registry.run_keys("stillopenrun0001").run)
+
+
+def test_a_step_that_uses_named_fields_sees_only_those(client: redis.Redis) -> None:
+    wf = Workflow(
+        name="field_context",
+        steps=[
+            Step(name="review", agent="reviewer"),
+            Step(name="docs", agent="doc_generator", after=["review"]),
+            # Only the review's summary; the docs step's output whole.
+            Step(name="look", agent="inspector", after=["review", "docs"], uses={"review": ["summary"]}),
+        ],
+    )
+    results = start(wf, input={"diff": "+ x = eval(y)\n"}).wait(timeout=60)
+    assert set(results["review"]) == {"summary", "findings", "approve"}
+    assert results["look"] == {"review": ["summary"], "docs": sorted(results["docs"])}
+
+
+@pytest.mark.parametrize(
+    ("uses", "message"),
+    [
+        ({"review": ["summary", "verdict"]}, r"'verdict' of 'review', whose output has the fields summary, fin"),
+        ({"nope": ["summary"]}, r"`uses` 'nope', which is not in its `after`"),
+        ({"review": []}, r"`uses` no field of 'review'"),
+        ({"gate": ["note"]}, r"but an approval gate declares no output model"),
+        ({"plain": ["saw"]}, r"but role 'echo' declares no output model"),
+    ],
+)
+def test_uses_naming_what_a_dependency_lacks_is_refused_before_anything_runs(
+    uses: dict[str, list[str]], message: str, client: redis.Redis
+) -> None:
+    steps = [
+        Step(name="review", agent="reviewer"),
+        Step(name="plain", agent="echo"),
+        Step(name="gate", approval=Approval(prompt="ok?"), after=["review"]),
+        Step(name="look", agent="inspector", after=["review", "plain", "gate"], uses=uses),
+    ]
+    before = sorted(client.scan_iter("agentchord-test:*"))
+    with pytest.raises(WorkflowSpecError, match=message):
+        start(Workflow(name="bad_uses", steps=steps), input={})
+    assert sorted(client.scan_iter("agentchord-test:*")) == before  # nothing stored, nothing sent

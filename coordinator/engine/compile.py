@@ -78,6 +78,7 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], dict[str, An
             branches=tuple(sorted(branches[step.name])) if step.name in branches else None,
             approval=GatePlan(**step.approval.model_dump(by_alias=True)) if step.approval else None,
             validation=validation,
+            uses={dep: tuple(fields) for dep, fields in step.uses.items()} if step.uses else None,
         )
     return {name: plan.to_json() for name, plan in plans.items()}
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from graphlib import CycleError as GraphCycleError
 from graphlib import TopologicalSorter
 from importlib import resources
@@ -149,6 +149,11 @@ class Step(BaseModel):
         description='Run only on a router\'s branch: {"route": "bug"} runs this step if the step `route` '
         "(a dependency) chose `bug`; otherwise it is skipped.",
     )
+    uses: dict[str, list[str]] | None = Field(
+        default=None,
+        description="Field-level context: {dependency: [field, ...]}. Only those fields of that dependency's "
+        "output reach this step (its prompt and ctx.dependencies); a dependency not named reaches it whole.",
+    )
     on_failure: Literal["escalate", "escalate_to_approval"] = Field(
         default="escalate",
         description="When the step will not be retried: wait for an operator (needs_attention), or ask a "
@@ -192,6 +197,14 @@ class Workflow(BaseModel):
         for step in self.steps:
             if step.approval is not None:
                 _check_gate(self, step.name, step.approval)
+            for dependency, fields in (step.uses or {}).items():
+                if dependency not in step.after:
+                    raise WorkflowSpecError(
+                        f"step {step.name!r} `uses` {dependency!r}, which is not in its `after` "
+                        f"({', '.join(step.after) or 'none'})"
+                    )
+                if not fields:
+                    raise WorkflowSpecError(f"step {step.name!r} `uses` no field of {dependency!r}: name some")
             for router in step.when or {}:
                 if router not in step.after:
                     raise WorkflowSpecError(
@@ -212,6 +225,26 @@ class Workflow(BaseModel):
                 raise UnknownAgentError(step.agent, step.name, known)
             if step.validation is not None and step.validation.agent not in known:
                 raise UnknownAgentError(step.validation.agent, f"{step.name} (validate)", known)
+
+    def check_uses(self, output_fields: Callable[[str], list[str] | None]) -> None:
+        """Every field a step ``uses`` exists in its dependency's declared output model
+        (``output_fields(role)``: that model's field names, None when the role declares none)."""
+        for step in self.steps:
+            for dependency, fields in (step.uses or {}).items():
+                source = self.step(dependency)
+                declared = output_fields(source.agent) if source.agent else None
+                if declared is None:
+                    what = f"role {source.agent!r}" if source.agent else "an approval gate"
+                    raise WorkflowSpecError(
+                        f"step {step.name!r} `uses` fields of {dependency!r}, but {what} declares no output model "
+                        "(annotate the role's return type with a pydantic model to name its fields)"
+                    )
+                unknown = [field for field in fields if field not in declared]
+                if unknown:
+                    raise WorkflowSpecError(
+                        f"step {step.name!r} `uses` {', '.join(map(repr, unknown))} of {dependency!r}, whose output "
+                        f"has the fields {', '.join(declared)}"
+                    )
 
     def to_json(self) -> str:
         return self.model_dump_json()

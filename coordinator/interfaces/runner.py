@@ -219,6 +219,7 @@ def start(
     wf = resolve_workflow(workflow) if isinstance(workflow, str) else workflow
     agents.load_agent_modules(settings.agent_modules)
     wf.check_agents(agents.known_roles())
+    wf.check_uses(agents.output_fields)
     if collapse:
         wf = collapsed_workflow(wf)
     input_json = _input_json(input)
