@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from agents.handoff import HandoffRecord, RejectedApproach
-from agents.llm import ChatModel
+from agents.llm import SHARED_CONTEXT_HEADER, ChatModel, Message
 from agents.offline import OfflineModel
 
 
@@ -51,6 +51,30 @@ class StepContext(BaseModel):
             for k, v in fields.items()
         ]
         return "{" + ", ".join(parts) + "}"
+
+    def prompt(
+        self,
+        instructions: str,
+        own: dict[str, Any] | None = None,
+        *,
+        inject: tuple[str, ...] = (),
+        instructions_first: bool = False,
+    ) -> list[Message]:
+        """The messages of a model call, ordered for a provider's prompt prefix cache: first the
+        run's shared context (the workflow input, then the handoff record), identical for every
+        step of the run and its reruns; then the role's ``instructions``; then this step's ``own``
+        parts (its dependencies' outputs, named in ``inject`` so they count as re-injected).
+        ``instructions_first``: a role that must lead with its instructions gives up only its own
+        share of the cache."""
+        shared: dict[str, Any] = {"input": self.input}
+        if self.handoff is not None:
+            shared["handoff"] = self.handoff.model_dump(mode="json")
+        messages = [
+            Message.system(SHARED_CONTEXT_HEADER + json.dumps(shared, sort_keys=True)),
+            Message.system(instructions),
+            Message.user(self.json_prompt(own or {}, inject)),
+        ]
+        return [messages[1], messages[0], messages[2]] if instructions_first else messages
 
     def update_handoff(
         self,

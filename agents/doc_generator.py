@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 from pydantic import BaseModel
 
 from agents.base import agent
 from agents.context import StepContext
 from agents.diffs import added_functions
 from agents.llm import Message
-from agents.offline import last_user_json, offline_skill
+from agents.offline import offline_skill, prompt_context
 
 PROMPT = "You document the functions a diff adds, in Markdown, one section per function."
 
@@ -23,7 +21,7 @@ class DocsOutput(BaseModel):
 
 @offline_skill("doc_generator")
 def document_offline(messages: list[Message]) -> DocsOutput:
-    functions = added_functions(str(last_user_json(messages).get("diff", "")))
+    functions = added_functions(str(prompt_context(messages).get("diff", "")))
     sections = []
     for fn in functions:
         summary = fn.doc or "(no docstring: describe what it does)"
@@ -39,7 +37,7 @@ def document_offline(messages: list[Message]) -> DocsOutput:
 def generate_docs(ctx: StepContext) -> DocsOutput:
     """Docs for ``input.diff``."""
     reply = ctx.model.complete(
-        [Message.system(PROMPT), Message.user(json.dumps({"diff": ctx.input.get("diff", "")}))],
+        ctx.prompt(PROMPT),  # the diff is the run's input: in the shared context
         task="doc_generator",
         json_schema=DocsOutput.model_json_schema(),
     )

@@ -9,11 +9,16 @@ backends never have to remember to report tokens. Which backend a role calls is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from proj.tracing import span
+
+# The first message of a prompt shaped for prefix caching (StepContext.prompt): the run's shared
+# context, byte-identical for every step of a run, so a provider serves it from its cache.
+SHARED_CONTEXT_HEADER = "Shared context of this run (the same for every step), as JSON:\n"
 
 
 class Message(BaseModel):
@@ -36,6 +41,9 @@ class Completion(BaseModel):
     model: str
     prompt_tokens: int = Field(ge=0)
     completion_tokens: int = Field(ge=0)
+    cached_tokens: int = Field(
+        default=0, ge=0, description="Prompt tokens the provider served from its prefix cache (billed lower)."
+    )
     latency_s: float = Field(ge=0)
     rate_limit_wait_s: float = Field(default=0.0, ge=0, description="Time spent waiting for a rate limit.")
 
@@ -60,6 +68,7 @@ class UsageMeter:
         self.calls = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cached_tokens = 0
         self.reinjected_tokens = 0
         self.latency_s = 0.0
         self.rate_limit_wait_s = 0.0
@@ -72,6 +81,7 @@ class UsageMeter:
         self.model = completion.model
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
+        self.cached_tokens += min(completion.cached_tokens, completion.prompt_tokens)
         self.latency_s += completion.latency_s
         self.rate_limit_wait_s += completion.rate_limit_wait_s
         # Re-injected: prompt tokens that came from earlier steps' outputs, counted once per
@@ -96,7 +106,21 @@ class MeteredModel:
             self.meter.add(completion, messages)
             current.set_attribute("agentchord.prompt_tokens", completion.prompt_tokens)
             current.set_attribute("agentchord.completion_tokens", completion.completion_tokens)
+            current.set_attribute("agentchord.cached_tokens", completion.cached_tokens)
         return completion
+
+
+def step_cost(prices: Mapping[str, tuple[float, ...]], model: str, prompt: int, completion: int, cached: int) -> float:
+    """What a provider bills for these tokens: ``prices[model]`` is per million prompt tokens,
+    completion tokens and (optionally) cached prompt tokens; without a cached rate, cached tokens
+    cost the prompt rate. An unknown model costs 0."""
+    rates = prices.get(model)
+    if not rates:
+        return 0.0
+    prompt_rate, completion_rate = rates[0], rates[1]
+    cached_rate = rates[2] if len(rates) > 2 else prompt_rate
+    cached = min(cached, prompt)
+    return ((prompt - cached) * prompt_rate + cached * cached_rate + completion * completion_rate) / 1e6
 
 
 def count_tokens(text: str) -> int:

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from agents.base import agent
 from agents.context import StepContext
 from agents.llm import Message
-from agents.offline import last_user_json, offline_skill
+from agents.offline import offline_skill, prompt_context
 
 PROMPT = "You decide whether a change can merge, given its tests and docs. Answer JSON."
 
@@ -22,7 +22,7 @@ class MergeOutput(BaseModel):
 
 @offline_skill("merger")
 def merge_offline(messages: list[Message]) -> MergeOutput:
-    context = last_user_json(messages)
+    context = prompt_context(messages)
     tests = context.get("tests", {})
     docs = context.get("docs", {})
     reasons = [f"blocking: {item}" for item in tests.get("blocking", [])]
@@ -42,10 +42,10 @@ def merge(ctx: StepContext) -> MergeOutput:
     outputs = list(ctx.dependencies.values())
     context = {
         "tests": next((o for o in outputs if isinstance(o, dict) and "tests" in o), {}),
-        "docs": next((o for o in outputs if isinstance(o, dict) and "markdown" in o), {}),
+        "docs": next((o for o in outputs if isinstance(o, dict) and "documented" in o), {}),
     }
     reply = ctx.model.complete(
-        [Message.system(PROMPT), Message.user(ctx.json_prompt(context, inject=("tests", "docs")))],
+        ctx.prompt(PROMPT, context, inject=("tests", "docs")),
         task="merger",
         json_schema=MergeOutput.model_json_schema(),
     )

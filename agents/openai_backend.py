@@ -41,7 +41,7 @@ class OpenAICompatibleModel:
         self, messages: list[Message], *, task: str | None = None, json_schema: dict[str, Any] | None = None
     ) -> Completion:
         conversation = [m.model_dump() for m in messages]
-        waited = prompt_tokens = completion_tokens = 0.0
+        waited = prompt_tokens = completion_tokens = cached_tokens = 0.0
         started = time.perf_counter()
         for repair in range(self.settings.llm_repair_attempts + 1):
             if self.limiter is not None:
@@ -52,6 +52,7 @@ class OpenAICompatibleModel:
             text, usage = _answer(body, self.provider)
             prompt_tokens += usage.get("prompt_tokens") or sum(count_tokens(m["content"]) for m in conversation)
             completion_tokens += usage.get("completion_tokens") or count_tokens(text)
+            cached_tokens += usage.get("cached_tokens", 0)
             problem = _structure_problem(text, json_schema) if json_schema is not None else None
             if problem is None:
                 return Completion(
@@ -59,6 +60,7 @@ class OpenAICompatibleModel:
                     model=self.name,
                     prompt_tokens=int(prompt_tokens),
                     completion_tokens=int(completion_tokens),
+                    cached_tokens=int(cached_tokens),
                     latency_s=time.perf_counter() - started - waited,
                     rate_limit_wait_s=waited,
                 )
@@ -114,7 +116,12 @@ def _answer(body: Any, provider: str) -> tuple[str, dict[str, int]]:
     except (KeyError, IndexError, TypeError):
         raise PermanentModelError(provider, "the response has no choices[0].message.content") from None
     usage = body.get("usage") or {} if isinstance(body, dict) else {}
-    return str(text), {k: int(v) for k, v in usage.items() if isinstance(v, int)}
+    counts = {k: int(v) for k, v in usage.items() if isinstance(v, int)} if isinstance(usage, dict) else {}
+    # OpenAI and compatible servers report prefix-cache hits inside prompt_tokens_details.
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+        counts["cached_tokens"] = int(details["cached_tokens"])
+    return str(text), counts
 
 
 def _structure_problem(text: str, schema: dict[str, Any]) -> str | None:

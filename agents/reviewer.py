@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from agents.base import agent
 from agents.context import StepContext
 from agents.llm import Message
-from agents.offline import offline_skill
+from agents.offline import offline_skill, shared_input
 
 PROMPT = (
     "You are a senior code reviewer. Read the unified diff and answer JSON matching the schema: "
@@ -85,7 +85,8 @@ def find_issues(diff: str) -> list[Finding]:
 
 @offline_skill("reviewer")
 def review_offline(messages: list[Message]) -> ReviewOutput:
-    findings = find_issues(messages[-1].content)
+    # The diff: from the run's input in the shared context, or a plain-text prompt's last message.
+    findings = find_issues(str(shared_input(messages).get("diff") or messages[-1].content))
     high = sum(f.severity == "high" for f in findings)
     summary = f"{len(findings)} issue(s), {high} high severity" if findings else "no issues found"
     return ReviewOutput(summary=summary, findings=findings, approve=high == 0)
@@ -95,7 +96,7 @@ def review_offline(messages: list[Message]) -> ReviewOutput:
 def review(ctx: StepContext) -> ReviewOutput:
     """Review ``input.diff``."""
     reply = ctx.model.complete(
-        [Message.system(PROMPT), Message.user(str(ctx.input.get("diff", "")))],
+        ctx.prompt(PROMPT),  # the diff is the run's input: in the shared context
         task="reviewer",
         json_schema=ReviewOutput.model_json_schema(),
     )

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from agents.base import agent
 from agents.context import StepContext
 from agents.llm import Message
-from agents.offline import last_user_json, offline_skill
+from agents.offline import offline_skill, prompt_context
 
 PROMPT = "Classify the request into exactly one of the given routes. Answer JSON."
 
@@ -27,7 +27,7 @@ class RouteOutput(BaseModel):
 
 @offline_skill("router")
 def route_offline(messages: list[Message]) -> RouteOutput:
-    context = last_user_json(messages)
+    context = prompt_context(messages)
     words = re.findall(r"[a-z0-9_]+", str(context.get("text", "")).lower())
     routes: dict[str, list[str]] = context.get("routes", {})
     scores = {name: sum(words.count(k.lower()) for k in keywords) for name, keywords in routes.items()}
@@ -44,10 +44,11 @@ def route_offline(messages: list[Message]) -> RouteOutput:
 @agent("router", prompt=PROMPT)
 def route(ctx: StepContext) -> RouteOutput:
     """Route ``input.text`` (or the whole input) to one of ``params.routes``."""
-    text = ctx.input.get("text") or json.dumps(ctx.input)
-    context = {"text": text, "routes": ctx.params.get("routes", {}), "default": ctx.params.get("default")}
+    context = {"routes": ctx.params.get("routes", {}), "default": ctx.params.get("default")}
+    if not ctx.input.get("text"):  # otherwise the input's text is in the shared context
+        context["text"] = json.dumps(ctx.input)
     reply = ctx.model.complete(
-        [Message.system(PROMPT), Message.user(json.dumps(context))],
+        ctx.prompt(PROMPT, context),
         task="router",
         json_schema=RouteOutput.model_json_schema(),
     )

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from agents.backends import model_for
 from agents.context import StepContext
 from agents.handoff import HandoffRecord, StepOutcome, outcome_of
-from agents.llm import MeteredModel, UsageMeter
+from agents.llm import MeteredModel, UsageMeter, step_cost
 from agents.role import AgentRole
 from proj.celery import app, current_settings
 from proj.errors import PermanentError, StepFailedError
@@ -261,6 +261,11 @@ def _validation_turn(
     return {"run_id": run_id, "step": step, "status": "exhausted"}
 
 
+def _cost_of(meter: UsageMeter) -> float:
+    prices = current_settings().model_prices
+    return step_cost(prices, meter.model, meter.prompt_tokens, meter.completion_tokens, meter.cached_tokens)
+
+
 def _metadata(body_s: float, meter: UsageMeter, work: StepWork, run_started: float) -> dict[str, Any]:
     measured: dict[str, Any] = {
         "body_s": f"{body_s:.6f}",
@@ -269,7 +274,10 @@ def _metadata(body_s: float, meter: UsageMeter, work: StepWork, run_started: flo
         "model_calls": meter.calls,
         "prompt_tokens": meter.prompt_tokens,
         "completion_tokens": meter.completion_tokens,
+        "cached_tokens": meter.cached_tokens,
         "reinjected_tokens": meter.reinjected_tokens,
+        # Billed with the prices in force now: a later price change does not rewrite history.
+        "cost": f"{cost:.9f}" if (cost := _cost_of(meter)) else "",
         "model": meter.model,
         "context_bytes": work.context_bytes,
         # Monotonic time from claiming the step to storing its result (registry I/O included).

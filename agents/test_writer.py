@@ -9,7 +9,7 @@ from agents.base import agent
 from agents.context import StepContext
 from agents.diffs import added_functions
 from agents.llm import Message
-from agents.offline import last_user_json, offline_skill
+from agents.offline import offline_skill, prompt_context
 
 PROMPT = "You write pytest tests for the functions a diff adds and for each blocking review finding."
 
@@ -27,7 +27,7 @@ class TestsOutput(BaseModel):
 
 @offline_skill("test_writer")
 def write_tests_offline(messages: list[Message]) -> TestsOutput:
-    context = last_user_json(messages)
+    context = prompt_context(messages)
     tests = []
     for fn in added_functions(str(context.get("diff", ""))):
         args = ", ".join("None" for _ in fn.params)
@@ -49,9 +49,8 @@ def write_tests(ctx: StepContext) -> TestsOutput:
     """Tests for ``input.diff``, guided by the review it depends on."""
     outputs = ctx.dependencies.values()
     review = next((o for o in outputs if isinstance(o, dict) and "findings" in o), {})
-    prompt = ctx.json_prompt({"diff": ctx.input.get("diff", ""), "review": review}, inject=("review",))
     reply = ctx.model.complete(
-        [Message.system(PROMPT), Message.user(prompt)],
+        ctx.prompt(PROMPT, {"review": review}, inject=("review",)),
         task="test_writer",
         json_schema=TestsOutput.model_json_schema(),
     )

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from agents.base import agent
 from agents.context import StepContext
 from agents.llm import Message
-from agents.offline import last_user_json, offline_skill
+from agents.offline import offline_skill, prompt_context
 
 PROMPT = "Check each output against the criteria. Answer PASS or FAIL with the concrete issues."
 
@@ -25,7 +25,7 @@ class ValidationOutput(BaseModel):
 
 @offline_skill("validator")
 def validate_offline(messages: list[Message]) -> ValidationOutput:
-    context = last_user_json(messages)
+    context = prompt_context(messages)
     required: list[str] = context.get("required", [])
     min_confidence = float(context.get("min_confidence", 0.0))
     issues: list[str] = []
@@ -49,9 +49,8 @@ def validate(ctx: StepContext) -> ValidationOutput:
         "required": ctx.params.get("required", []),
         "min_confidence": ctx.params.get("min_confidence", 0.0),
     }
-    prompt = ctx.json_prompt(context, inject=("outputs",))
     reply = ctx.model.complete(
-        [Message.system(PROMPT), Message.user(prompt)],
+        ctx.prompt(PROMPT, context, inject=("outputs",)),
         task="validator",
         json_schema=ValidationOutput.model_json_schema(),
     )

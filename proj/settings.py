@@ -94,6 +94,15 @@ class Settings(BaseSettings):
         "workers and by `start` for validation.",
     )
     simulated_latency_ms: float = Field(default=0.0, ge=0, description="Latency the offline model adds to every call.")
+    simulated_cache_block_tokens: int = Field(
+        default=16,
+        ge=0,
+        description="The offline model simulates a provider's prompt prefix cache (shared by every worker through "
+        "Redis) in blocks of this many tokens; 0 turns it off. Real providers cache in larger blocks.",
+    )
+    simulated_cache_ttl_s: int = Field(
+        default=300, gt=0, description="How long the simulated prefix cache keeps a prefix."
+    )
     llm_backend: str = Field(default="offline", description="Model backend: `offline` (default) or `openai`.")
     role_backends: dict[str, str] = Field(
         default_factory=dict, description='Per-role backend overrides as JSON: {"reviewer": "openai"}.'
@@ -126,10 +135,10 @@ class Settings(BaseSettings):
         default=None, gt=0, description="Global token limit per provider and model, shared through Redis."
     )
     llm_rate_window_s: float = Field(default=60.0, gt=0, description="Window of the rate limits (a minute).")
-    model_prices: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: {"offline": (0.0, 0.0)},
-        description="Price per million prompt and completion tokens, per model, as JSON: "
-        '{"gpt-4o": [2.5, 10.0]}. Runs report their cost from it.',
+    model_prices: dict[str, tuple[float, ...]] = Field(
+        default_factory=lambda: dict[str, tuple[float, ...]](offline=(0.0, 0.0, 0.0)),
+        description="Price per million prompt, completion and (optional) cached prompt tokens, per model, as "
+        'JSON: {"gpt-4o": [2.5, 10.0, 1.25]}. A step\'s cost is computed and stored when it finishes.',
     )
     worker_prefetch_multiplier: int = Field(
         default=1, ge=1, description="Messages a worker process reserves; 1 suits long tasks."
@@ -207,6 +216,17 @@ class Settings(BaseSettings):
             if len(raw) < MIN_SECRET_CHARS:
                 name = f"AGENTCHORD_{str(info.field_name).upper()}"
                 raise ValueError(f"{name}: every entry needs at least {MIN_SECRET_CHARS} characters")
+        return value
+
+    @field_validator("model_prices", mode="after")
+    @classmethod
+    def _prices_have_two_or_three_rates(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+        for model, rates in value.items():
+            if len(rates) not in (2, 3) or any(rate < 0 for rate in rates):
+                raise ValueError(
+                    f"AGENTCHORD_MODEL_PRICES[{model!r}]: give [prompt, completion] or [prompt, completion, cached] "
+                    "prices per million tokens, none negative"
+                )
         return value
 
     @property

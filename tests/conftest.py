@@ -107,6 +107,9 @@ def settings(redis_server: RedisServer, receiver: Receiver, otlp: OtlpReceiver, 
         llm_api_key=SecretStr(FAKE_API_KEY),
         llm_model="fake-model",
         llm_timeout_s=1.0,
+        # The offline model is priced (per million prompt, completion, cached tokens), so costs are
+        # computed and stored by the workers when steps finish.
+        model_prices={"offline": (1.0, 4.0, 0.25)},
     )
     configure(value)
     agents.load_agent_modules(value.agent_modules)

@@ -8,6 +8,7 @@ for a task come from the offline model's skills, so roles get realistic structur
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -52,7 +53,10 @@ class FakeOpenAI:
 
     def _answer(self, body: dict[str, Any]) -> JSONResponse:
         last = body["messages"][-1]["content"]
-        first_user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        # Markers are read from the caller's own prompt (every message before a repair round).
+        first_user = "\n".join(
+            m["content"] for m in itertools.takewhile(lambda m: m["role"] != "assistant", body["messages"])
+        )
         for kind, ident in re.findall(r"\[\[(429|500|malformed) (\w+)\]\]", first_user):
             if kind in ("429", "500") and self._first(f"{kind}:{ident}"):
                 return JSONResponse({"error": {"message": "busy"}}, status_code=int(kind), headers={"retry-after": "1"})
@@ -65,8 +69,10 @@ class FakeOpenAI:
         if "[[malformed-always]]" in first_user:
             return self._completion(body, "still not json", usage=True)
         task = (body.get("response_format") or {}).get("json_schema", {}).get("name")
-        messages = [Message(role=m["role"], content=m["content"]) for m in body["messages"] if m["role"] != "assistant"]
-        answer = OfflineModel().complete(messages[:2], task=task).text
+        # The caller's own messages: those before a repair round (an assistant answer) began.
+        head = itertools.takewhile(lambda m: m["role"] != "assistant", body["messages"])
+        messages = [Message(role=m["role"], content=m["content"]) for m in head]
+        answer = OfflineModel().complete(messages, task=task).text
         del last
         return self._completion(body, answer, usage="[[no-usage]]" not in first_user)
 
@@ -78,7 +84,13 @@ class FakeOpenAI:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         }
         if usage:
-            payload["usage"] = {"prompt_tokens": 123, "completion_tokens": 45, "total_tokens": 168}
+            payload["usage"] = {
+                "prompt_tokens": 123,
+                "completion_tokens": 45,
+                "total_tokens": 168,
+                # As OpenAI reports prefix-cache hits.
+                "prompt_tokens_details": {"cached_tokens": 100, "audio_tokens": 0},
+            }
         return JSONResponse(payload)
 
     def about(self, marker: str) -> list[dict[str, Any]]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 import redis
 
-from agents.llm import count_tokens
+from agents.llm import count_tokens, step_cost
 from coordinator import Step, Workflow, start
 from coordinator.observation.report import aggregate, render_html
+from proj.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -78,15 +80,22 @@ def test_prices_turn_tokens_into_cost_and_reports_aggregate(client: redis.Redis)
 
     run = start(known(), input={})
     run.wait(timeout=60)
-    priced = current_settings().model_copy(update={"model_prices": {"offline": (1_000_000.0, 2_000_000.0)}})
+    # Each step's cost was stored when it finished, with the prices in force then (conftest:
+    # 1.0 / 4.0 / 0.25 per million prompt, completion, cached tokens): a reader with other prices
+    # sees the same cost.
+    repriced = current_settings().model_copy(update={"model_prices": {"offline": (1_000_000.0, 2_000_000.0)}})
     from coordinator.observation.timing import compute_timings
     from proj.registry import registry_for
 
     registry = registry_for(current_settings())
     timings = compute_timings(
-        registry.run_record(run.id), run.plan(), registry.step_records(run.id), run.events(), priced.model_prices
+        registry.run_record(run.id), run.plan(), registry.step_records(run.id), run.events(), repriced.model_prices
     )
-    assert timings.cost == pytest.approx(timings.prompt_tokens * 1.0 + timings.completion_tokens * 2.0)
+    billed = sum(
+        step_cost(current_settings().model_prices, "offline", s.prompt_tokens, s.completion_tokens, s.cached_tokens)
+        for s in timings.steps
+    )
+    assert timings.cost == pytest.approx(billed) and billed > 0
     agg = aggregate([timings, run.timings()])
     assert agg.runs == 2 and agg.wall_s.p50 == pytest.approx(timings.wall_s)
     page = render_html([(run.status(), timings)], agg)
@@ -97,3 +106,35 @@ def test_prices_turn_tokens_into_cost_and_reports_aggregate(client: redis.Redis)
     assert single.count("text-anchor=") == 5 and ">0 ms</text>" in single  # five ticks, from 0 ms
     assert "<th>queue ms</th>" in single and single.count("<tr>") == len(timings.steps) + 1
     assert "queue wait per step" in single and "body time per step" in single
+
+
+def test_a_step_bills_cached_prompt_tokens_at_their_own_rate() -> None:
+    prices = {"m": (2.0, 8.0, 0.5), "legacy": (2.0, 8.0)}
+    # 1,000 prompt tokens of which 600 cached, 100 completion tokens.
+    assert step_cost(prices, "m", 1000, 100, 600) == pytest.approx((400 * 2.0 + 600 * 0.5 + 100 * 8.0) / 1e6)
+    # Without a cached rate, cached tokens cost the prompt rate; an unknown model costs nothing.
+    assert step_cost(prices, "legacy", 1000, 100, 600) == pytest.approx((1000 * 2.0 + 100 * 8.0) / 1e6)
+    assert step_cost(prices, "unknown", 1000, 100, 600) == 0.0
+    with pytest.raises(ValueError, match="MODEL_PRICES"):
+        Settings(model_prices={"m": (1.0,)})
+
+
+def test_prompts_share_the_runs_input_as_a_cached_prefix(client: redis.Redis) -> None:
+    from coordinator.interfaces.demo import SAMPLE_DIFF
+
+    # A key that sorts first makes this input's prefix new to the (session-wide) simulated cache.
+    fresh = {"_case": uuid.uuid4().hex, "diff": SAMPLE_DIFF}
+    first = start("code_review", input=fresh)
+    first.wait(timeout=60)
+    steps = {s.step: s for s in first.timings().steps}
+    # The reviewer is the first to send this input: nothing cached. Every later step of the run
+    # starts its prompt with the same shared context (the input), which the simulated provider
+    # cache serves; its instructions and own parts come after and are not cached.
+    assert steps["review"].cached_tokens == 0
+    for name in ("tests", "docs", "merge"):
+        assert 0 < steps[name].cached_tokens < steps[name].prompt_tokens, name
+    # A rerun of the same input finds even the reviewer's whole prompt cached (a whole block short).
+    again = start("code_review", input=fresh)
+    again.wait(timeout=60)
+    review = next(s for s in again.timings().steps if s.step == "review")
+    assert review.prompt_tokens - 16 < review.cached_tokens <= review.prompt_tokens

@@ -46,6 +46,7 @@ def test_request_carries_model_key_schema_and_usage_comes_from_the_server(
     review = ReviewOutput.model_validate_json(completion.text)
     assert [f.rule for f in review.findings] == ["eval"]
     assert (completion.prompt_tokens, completion.completion_tokens) == (123, 45)
+    assert completion.cached_tokens == 100  # usage.prompt_tokens_details.cached_tokens
 
 
 def test_tokens_are_counted_locally_when_the_server_sends_no_usage(settings: Settings) -> None:

@@ -20,10 +20,12 @@ broker messages, and a ``breakdown`` of the wall time along the critical chain t
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
+from agents.llm import step_cost
 from proj.plan import RunPlan
 
 
@@ -48,6 +50,7 @@ class StepTiming(BaseModel):
     broker_messages: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     reinjected_tokens: int = 0
     cost: float = 0.0
 
@@ -77,6 +80,7 @@ class RunTimings(BaseModel):
     tax_ratio: float | None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     reinjected_tokens: int = 0
     cost: float = 0.0
     broker_messages: int = 0
@@ -98,11 +102,13 @@ def compute_timings(
     plan: RunPlan,
     records: dict[str, dict[str, str]],
     events: list[Any] | None = None,
-    prices: dict[str, tuple[float, float]] | None = None,
+    prices: Mapping[str, tuple[float, ...]] | None = None,
 ) -> RunTimings:
     """The accounting of one run from its run record, plan, step records and event log.
 
-    ``prices``: model -> (price per 1M prompt tokens, per 1M completion tokens).
+    A step's cost is the one stored when it finished (the prices in force then); ``prices``
+    (model -> per 1M prompt, completion, cached tokens) only prices records from before costs were
+    stored.
     """
     created = _f(run, "created_at")
     finished = _f(run, "finished_at")
@@ -125,7 +131,9 @@ def compute_timings(
         run_s = _diff(ended, started)
         prompt, completion = int(record.get("prompt_tokens", 0)), int(record.get("completion_tokens", 0))
         model = record.get("model", "")
-        per_million = prices.get(model, (0.0, 0.0))
+        cached = int(record.get("cached_tokens", 0))
+        stored_cost = record.get("cost")
+        cost = float(stored_cost) if stored_cost else step_cost(prices, model, prompt, completion, cached)
         attempts = int(record.get("body_runs", 0))
         steps.append(
             StepTiming(
@@ -149,8 +157,9 @@ def compute_timings(
                 broker_messages=messages.get(name, 0),
                 prompt_tokens=prompt,
                 completion_tokens=completion,
+                cached_tokens=cached,
                 reinjected_tokens=int(record.get("reinjected_tokens", 0)),
-                cost=(prompt * per_million[0] + completion * per_million[1]) / 1e6,
+                cost=cost,
             )
         )
     critical = _critical_path(plan, body)  # parked time included: it is on the path
@@ -168,6 +177,7 @@ def compute_timings(
         tax_ratio=ratio,
         prompt_tokens=sum(s.prompt_tokens for s in steps),
         completion_tokens=sum(s.completion_tokens for s in steps),
+        cached_tokens=sum(s.cached_tokens for s in steps),
         reinjected_tokens=sum(s.reinjected_tokens for s in steps),
         cost=sum(s.cost for s in steps),
         broker_messages=sum(messages.values()),
