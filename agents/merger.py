@@ -28,8 +28,9 @@ def merge_offline(messages: list[Message]) -> MergeOutput:
     reasons = [f"blocking: {item}" for item in tests.get("blocking", [])]
     reasons += [f"undocumented: {name}" for name in docs.get("undocumented", [])]
     blocked = bool(tests.get("blocking"))
+    written = tests.get("count", len(tests.get("tests", [])))
     summary = (
-        f"{len(tests.get('tests', []))} test(s) written, {len(docs.get('documented', []))} function(s) "
+        f"{written} test(s) written, {len(docs.get('documented', []))} function(s) "
         f"documented; {'changes requested' if blocked else 'ready to merge'}"
     )
     return MergeOutput(decision="request_changes" if blocked else "merge", reasons=reasons, summary=summary)
@@ -41,7 +42,7 @@ def merge(ctx: StepContext) -> MergeOutput:
     # Find the tests and docs among the dependencies by shape, whatever the steps are called.
     outputs = list(ctx.dependencies.values())
     context = {
-        "tests": next((o for o in outputs if isinstance(o, dict) and "tests" in o), {}),
+        "tests": next((o for o in outputs if isinstance(o, dict) and "blocking" in o), {}),
         "docs": next((o for o in outputs if isinstance(o, dict) and "documented" in o), {}),
     }
     reply = ctx.model.complete(

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from agents.backends import model_for
 from agents.context import StepContext
 from agents.handoff import HandoffRecord, StepOutcome, outcome_of
-from agents.llm import MeteredModel, UsageMeter, step_cost
+from agents.llm import MeteredModel, UsageMeter, count_tokens, step_cost
 from agents.role import AgentRole
 from proj.celery import app, current_settings
 from proj.errors import PermanentError, StepFailedError
@@ -115,7 +115,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
     body_s = time.perf_counter() - started
 
     if work.plan.is_check or _needs_validation(work.plan, result_json):
-        metadata = _metadata(body_s, meter, work, run_started)
+        metadata = _metadata(body_s, meter, work, run_started, result_json)
         return _validation_turn(registry, run_id, step, work.plan, result_json, metadata)
 
     annotate(
@@ -133,7 +133,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         patch["steps_completed"] = [done.model_dump()]
         handoff_patch = json.dumps(patch)
     with span("agentchord.registry.finish_step"):
-        metadata = _metadata(body_s, meter, work, run_started)
+        metadata = _metadata(body_s, meter, work, run_started, result_json)
         finished = registry.finish_step(
             run_id, step, result_json, metadata, plans, route=route, handoff_patch=handoff_patch
         )
@@ -266,7 +266,7 @@ def _cost_of(meter: UsageMeter) -> float:
     return step_cost(prices, meter.model, meter.prompt_tokens, meter.completion_tokens, meter.cached_tokens)
 
 
-def _metadata(body_s: float, meter: UsageMeter, work: StepWork, run_started: float) -> dict[str, Any]:
+def _metadata(body_s: float, meter: UsageMeter, work: StepWork, run_started: float, result_json: str) -> dict[str, Any]:
     measured: dict[str, Any] = {
         "body_s": f"{body_s:.6f}",
         "model_s": f"{meter.latency_s:.6f}" if meter.calls else "",
@@ -280,6 +280,9 @@ def _metadata(body_s: float, meter: UsageMeter, work: StepWork, run_started: flo
         "cost": f"{cost:.9f}" if (cost := _cost_of(meter)) else "",
         "model": meter.model,
         "context_bytes": work.context_bytes,
+        # What re-sending this output to a later prompt would cost: the broadcast baseline.
+        # Counted as a prompt carries it (StepContext.inject: sorted keys, spaced JSON).
+        "output_tokens": count_tokens(json.dumps(json.loads(result_json), sort_keys=True)),
         # Monotonic time from claiming the step to storing its result (registry I/O included).
         "run_s": f"{time.perf_counter() - run_started:.6f}",
     }

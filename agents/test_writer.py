@@ -23,6 +23,8 @@ class TestCase(BaseModel):
 class TestsOutput(BaseModel):
     tests: list[TestCase]
     blocking: list[str]
+    # A compact count for steps that need how many tests, not their code (`uses: {tests: [count]}`).
+    count: int = 0
 
 
 @offline_skill("test_writer")
@@ -41,7 +43,7 @@ def write_tests_offline(messages: list[Message]) -> TestsOutput:
             name = f"test_regression_{finding['rule'].replace('-', '_')}_line_{finding['line']}"
             code = f"def {name}():\n    # guards {where}: {finding['message']}\n    ...\n"
             tests.append(TestCase(name=name, target=where, code=code))
-    return TestsOutput(tests=tests, blocking=blocking)
+    return TestsOutput(tests=tests, blocking=blocking, count=len(tests))
 
 
 @agent("test_writer", prompt=PROMPT)

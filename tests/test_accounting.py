@@ -138,3 +138,26 @@ def test_prompts_share_the_runs_input_as_a_cached_prefix(client: redis.Redis) ->
     again.wait(timeout=60)
     review = next(s for s in again.timings().steps if s.step == "review")
     assert review.prompt_tokens - 16 < review.cached_tokens <= review.prompt_tokens
+
+
+def test_report_shows_each_steps_cached_tokens_cost_and_the_broadcast_it_avoided(client: redis.Redis) -> None:
+    from coordinator.interfaces.demo import SAMPLE_DIFF
+    from coordinator.observation.report import broadcast_saving
+
+    run = start("code_review", input={"diff": SAMPLE_DIFF})
+    results = run.wait(timeout=60)
+    timings = run.timings()
+    steps = {s.step: s for s in timings.steps}
+
+    def tokens(step: str) -> int:
+        return count_tokens(json.dumps(results[step], sort_keys=True))
+
+    # The merge started after the three others finished: a broadcast would have re-sent all three;
+    # it re-injected only its two dependencies' outputs.
+    assert steps["merge"].broadcast_reinjected_tokens == tokens("review") + tokens("tests") + tokens("docs")
+    assert 0 < steps["merge"].reinjected_tokens < steps["merge"].broadcast_reinjected_tokens
+    assert steps["review"].broadcast_reinjected_tokens == 0  # nothing had finished before it
+    assert timings.broadcast_reinjected_tokens == sum(s.broadcast_reinjected_tokens for s in timings.steps)
+    saved = 1 - timings.reinjected_tokens / timings.broadcast_reinjected_tokens
+    assert f"{saved:.0%} saved" in broadcast_saving(timings)
+    assert all(s.cost > 0 for s in timings.steps)  # stored per step (conftest prices the offline model)

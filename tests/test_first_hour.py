@@ -122,7 +122,7 @@ def test_the_first_hour_of_a_new_user_with_their_own_agents(tmp_path: Path) -> N
         wait_for(lambda: states() == {"succeeded"}, timeout_s=90)
         # The report, as a table and as a page that says where it went.
         table = shell(*agentchord, "report", http_run)
-        assert "publish" in table and "summarize" in table
+        assert "publish" in table and "summarize" in table and "tokens and cost per step" in table
         page = subprocess.run(
             [*agentchord, "report", http_run, "--html", "report.html"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,

@@ -29,6 +29,7 @@ from coordinator.observation.report import (
     render_html,
     report_json,
     timing_table,
+    token_table,
 )
 from proj.celery import configure
 from proj.errors import AgentchordError, RunNeedsAttentionError
@@ -247,7 +248,9 @@ def status(
     if as_json:
         console.print_json(json.dumps({"status": current.model_dump(), "timings": handle.timings().model_dump()}))
     else:
-        console.print(timing_table(current, handle.timings()))
+        timings = handle.timings()
+        console.print(timing_table(current, timings))
+        console.print(token_table(timings))
         for name, step in current.steps.items():
             if step.error:
                 console.print(f"step {name} failed: {step.error}", highlight=False, markup=False)
@@ -281,6 +284,7 @@ def report(
         return
     if run_id:
         console.print(timing_table(*runs[0]))
+        console.print(token_table(runs[0][1]))
     elif agg is not None:
         console.print(aggregate_table(agg, f"workflow {workflow}" if workflow else "all workflows"))
 

@@ -76,7 +76,7 @@ def _fold_run(pipe: Any, registry: Registry, run: dict[str, str], plan: RunPlan,
             _observe(pipe, key, "queue_wait_seconds", wait, BUCKETS)
         if "body_s" in record:
             _observe(pipe, key, "step_body_seconds", float(record["body_s"]), BUCKETS)
-        for kind in ("prompt", "completion", "reinjected"):
+        for kind in ("prompt", "completion", "cached", "reinjected"):
             if f"{kind}_tokens" in record:
                 pipe.hincrbyfloat(key, f"tokens_total|{kind}", int(record[f"{kind}_tokens"] or 0))
     if run.get("state") != "succeeded":
@@ -89,6 +89,8 @@ def _fold_run(pipe: Any, registry: Registry, run: dict[str, str], plan: RunPlan,
     if timings.tax_ratio is not None:
         _observe(pipe, key, "run_tax_ratio", max(timings.tax_ratio, 0.0), RATIO_BUCKETS)
     pipe.hincrbyfloat(key, "cost_total", timings.cost)
+    # What a broadcast of every earlier output would have re-injected in this run (succeeded runs).
+    pipe.hincrbyfloat(key, "tokens_total|broadcast_reinjected", timings.broadcast_reinjected_tokens)
 
 
 class RegistryCollector(Collector):
@@ -104,7 +106,8 @@ class RegistryCollector(Collector):
         steps = CounterMetricFamily("agentchord_steps", "Agent steps by role and outcome.", labels=["role", "state"])
         runs = CounterMetricFamily("agentchord_runs", "Runs by final state.", labels=["state"])
         tokens = CounterMetricFamily("agentchord_tokens", "Model tokens by kind.", labels=["kind"])
-        for kind in ("prompt", "completion", "reinjected"):  # exported from the first scrape on
+        # Every kind is exported from the first scrape on.
+        for kind in ("prompt", "completion", "cached", "reinjected", "broadcast_reinjected"):
             raw.setdefault(f"tokens_total|{kind}", "0")
         histograms: dict[str, dict[str, float]] = defaultdict(dict)
         for field, value in raw.items():

@@ -51,10 +51,41 @@ def timing_table(status: RunStatus, timings: RunTimings) -> Table:
         f"wall {_ms(timings.wall_s)} ms | parked {_ms(timings.parked_s)} ms | critical-path agent time "
         f"{_ms(timings.critical_path_body_s)} ms | coordination overhead {_ms(timings.overhead_s)} ms "
         f"({ratio} of wall time not parked) | tokens {timings.prompt_tokens}/{timings.completion_tokens}, "
-        f"re-injected {timings.reinjected_tokens} | cost ${timings.cost:.6f} | broker messages "
+        f"cached {timings.cached_tokens}, re-injected {timings.reinjected_tokens} ({broadcast_saving(timings)}) | "
+        f"cost ${timings.cost:.6f} | broker messages "
         f"{timings.broker_messages}"
     )
     return table
+
+
+def token_table(timings: RunTimings) -> Table:
+    """Per step: prompt tokens (cached among them), completion tokens, re-injected tokens, what a
+    broadcast of every earlier output would have re-injected, and the cost stored when it finished."""
+    table = Table(title="tokens and cost per step")
+    columns = ("step", "prompt", "cached", "completion", "re-injected", "broadcast would", "cost $")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for step in timings.steps:
+        table.add_row(
+            step.step,
+            str(step.prompt_tokens),
+            str(step.cached_tokens),
+            str(step.completion_tokens),
+            str(step.reinjected_tokens),
+            str(step.broadcast_reinjected_tokens),
+            f"{step.cost:.6f}",
+        )
+    table.caption = f"re-injected {timings.reinjected_tokens}: {broadcast_saving(timings)}"
+    return table
+
+
+def broadcast_saving(timings: RunTimings) -> str:
+    """The re-injected tokens saved against a central brain's broadcast of the same run."""
+    broadcast = timings.broadcast_reinjected_tokens
+    if not broadcast:
+        return "no broadcast to compare"
+    saved = 1 - timings.reinjected_tokens / broadcast
+    return f"a broadcast of every earlier output: {broadcast}, {saved:.0%} saved"
 
 
 def comparison_table(runs: list[tuple[RunStatus, RunTimings]]) -> Table:
@@ -209,7 +240,7 @@ def _histogram(values: list[float], label: str, unit_scale: float, unit: str) ->
 
 
 _STEP_COLUMNS = ("step", "agent", "state", "handoff ms", "queue ms", "body ms", "step overhead ms", "tries",
-                 "tokens in/out", "re-injected")  # fmt: skip
+                 "tokens in/out", "cached", "re-injected", "broadcast would re-inject", "cost $")  # fmt: skip
 
 
 def _step_table(timings: RunTimings) -> str:
@@ -220,7 +251,7 @@ def _step_table(timings: RunTimings) -> str:
         cells: list[object] = [step.step, step.agent, step.state, _ms(step.handoff_s), _ms(step.queue_wait_s)]
         cells.append(_ms(step.body_s))
         cells += [_ms(step.step_overhead_s), step.attempts, f"{step.prompt_tokens}/{step.completion_tokens}"]
-        cells.append(step.reinjected_tokens)
+        cells += [step.cached_tokens, step.reinjected_tokens, step.broadcast_reinjected_tokens, f"{step.cost:.6f}"]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + "</tr>")
     return f'<table border="1" cellpadding="4" style="border-collapse:collapse"><tr>{head}</tr>{"".join(rows)}</table>'
 
@@ -238,9 +269,8 @@ def render_html(runs: list[tuple[RunStatus, RunTimings]], agg: Aggregate | None 
             f"<h2>run {html.escape(status.id)} ({html.escape(status.workflow)}): {html.escape(status.state)}</h2>"
             f"<p>wall {_ms(timings.wall_s)} ms, overhead {_ms(timings.overhead_s)} ms ({ratio}), parked "
             f"{_ms(timings.parked_s)} ms, tokens {timings.prompt_tokens}/{timings.completion_tokens} "
-            f"(re-injected {timings.reinjected_tokens}), broker messages {timings.broker_messages}</p>"
-            + _gantt(status, timings)
-            + _step_table(timings)
+            f"(cached {timings.cached_tokens}, re-injected {timings.reinjected_tokens}; {broadcast_saving(timings)}), "
+            f"broker messages {timings.broker_messages}</p>" + _gantt(status, timings) + _step_table(timings)
         )
     histograms = ""
     if len(runs) == 1:

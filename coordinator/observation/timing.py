@@ -52,6 +52,9 @@ class StepTiming(BaseModel):
     completion_tokens: int = 0
     cached_tokens: int = 0
     reinjected_tokens: int = 0
+    # Re-injected tokens had the step been shown every output finished before it started (a
+    # central brain's broadcast), from the recorded outputs' sizes; 0 for a step with no model call.
+    broadcast_reinjected_tokens: int = 0
     cost: float = 0.0
 
 
@@ -82,6 +85,7 @@ class RunTimings(BaseModel):
     completion_tokens: int = 0
     cached_tokens: int = 0
     reinjected_tokens: int = 0
+    broadcast_reinjected_tokens: int = 0
     cost: float = 0.0
     broker_messages: int = 0
     breakdown: Breakdown | None = None
@@ -159,6 +163,7 @@ def compute_timings(
                 completion_tokens=completion,
                 cached_tokens=cached,
                 reinjected_tokens=int(record.get("reinjected_tokens", 0)),
+                broadcast_reinjected_tokens=_broadcast(name, records) if prompt else 0,
                 cost=cost,
             )
         )
@@ -179,10 +184,23 @@ def compute_timings(
         completion_tokens=sum(s.completion_tokens for s in steps),
         cached_tokens=sum(s.cached_tokens for s in steps),
         reinjected_tokens=sum(s.reinjected_tokens for s in steps),
+        broadcast_reinjected_tokens=sum(s.broadcast_reinjected_tokens for s in steps),
         cost=sum(s.cost for s in steps),
         broker_messages=sum(messages.values()),
         breakdown=_breakdown(plan, records, steps, created, finished),
         steps=steps,
+    )
+
+
+def _broadcast(step: str, records: dict[str, dict[str, str]]) -> int:
+    """Tokens of every other step's output that was finished when ``step`` started."""
+    started = _f(records.get(step, {}), "started_at")
+    if started is None:
+        return 0
+    return sum(
+        int(record.get("output_tokens", 0))
+        for name, record in records.items()
+        if name != step and (finished := _f(record, "finished_at")) is not None and finished <= started
     )
 
 
