@@ -170,6 +170,14 @@ class Settings(BaseSettings):
     api_docs: bool = Field(
         default=True, description="Serve /docs, /redoc and /openapi.json (turn off in production if unwanted)."
     )
+    console_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the web console's session cookies; by default derived from AGENTCHORD_API_TOKENS.",
+    )
+    console_session_ttl_s: int = Field(default=8 * 3600, gt=0, description="How long a console login lasts.")
+    sse_max_s: float = Field(
+        default=300.0, gt=0, description="Longest one event stream connection stays open (clients reconnect)."
+    )
     auth_failures_per_minute: int = Field(
         default=30, ge=1, description="Failed authentications one client may make per minute; then 429."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 import redis
+from playwright.sync_api import Browser, sync_playwright
 from pydantic import SecretStr
 
 import agents
@@ -110,6 +112,9 @@ def settings(redis_server: RedisServer, receiver: Receiver, otlp: OtlpReceiver, 
         # The offline model is priced (per million prompt, completion, cached tokens), so costs are
         # computed and stored by the workers when steps finish.
         model_prices={"offline": (1.0, 4.0, 0.25)},
+        # Event streams close after 2 s (clients reconnect with Last-Event-ID): the fuzzer and the
+        # browser never hold one open for long.
+        sse_max_s=2.0,
     )
     configure(value)
     agents.load_agent_modules(value.agent_modules)
@@ -153,3 +158,19 @@ def api(settings: Settings) -> Iterator[ApiProcess]:
     process = ApiProcess(settings, port=settings.api_port).start().wait_ready()
     yield process
     process.stop()
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.fail("Chromium is missing: `make browser` installs Debian's chromium package (apt-get install chromium)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, driven by Playwright through its executable path (nothing downloaded)."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        yield launched
+        launched.close()

@@ -3,32 +3,14 @@ request outside the API refused: the pages work on a machine without internet.""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 
 from coordinator.interfaces.stack import ApiProcess
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-
-def chromium_path() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("Chromium is missing: `make browser` installs Debian's chromium package (apt-get install chromium)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def offline_page(browser: Browser, api: ApiProcess, outside: list[str]) -> Page:

@@ -28,7 +28,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
@@ -40,6 +40,7 @@ from coordinator.engine.checkpoints import ApprovalView, get_approval, pending_a
 from coordinator.engine.operator import abort_run, require_step, retry_step, skip_step
 from coordinator.engine.specs import Workflow, builtin_workflow
 from coordinator.engine.webhooks import authenticate, spend_webhook_id
+from coordinator.interfaces.console import mount_console
 from coordinator.interfaces.problems import (
     PROBLEM_MEDIA_TYPE,
     Problem,
@@ -49,6 +50,7 @@ from coordinator.interfaces.problems import (
     problem_type,
 )
 from coordinator.interfaces.runner import get_run, start
+from coordinator.observation.live import follow
 from coordinator.observation.metrics import RegistryCollector
 from coordinator.observation.status import RunStatus
 from coordinator.observation.timing import RunTimings
@@ -220,6 +222,18 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+# One Server-Sent Event of GET /workflows/{run_id}/events: `data` is the event as JSON
+# ({"type", "at", ...fields}); `id` is what Last-Event-ID takes; the first entry only sets `retry`.
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "retry": {"type": "integer"},
+    },
+}
+
 # Request bodies the handlers parse themselves: the document declares them from these models.
 _BODY_MODELS: tuple[type[BaseModel], ...] = (StartRequest, SkipRequest, AbortRequest, ResumeRequest)
 _PUBLIC_PATHS = ("/healthz", "/metrics")
@@ -381,6 +395,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "s409": "The step is not failed; or a replayed webhook-id.",
     }
 
+    @api.get(
+        "/workflows/{run_id}/events",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "Server-Sent Events: one per event of the run's log, `id` resumable with "
+                "`Last-Event-ID`; the stream ends when the run has ended (or after AGENTCHORD_SSE_MAX_S).",
+                "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+            },
+            **_problems(404, s404="No such run."),
+        },
+    )
+    def run_events(run_id: str, request: Request, auth: tuple[Identity, bytes] = Depends(caller)) -> StreamingResponse:
+        """Follow a run's events live. Scope ``read``."""
+        allow(auth, "read", "read runs")
+        get_run(run_id, settings=settings)  # 404 before the stream starts
+        stream = follow(registry, run_id, request.headers.get("last-event-id"), settings.sse_max_s)
+        return StreamingResponse(stream, media_type="text/event-stream", headers={"cache-control": "no-store"})
+
     @api.post(
         "/workflows/{run_id}/steps/{step}/retry",
         status_code=202,
@@ -484,6 +517,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     if settings.api_docs:
         _serve_docs(api)
+    mount_console(api, settings, registry)
     api.openapi = lambda: _contract(api)  # type: ignore[method-assign]
     return api
 

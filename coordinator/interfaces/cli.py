@@ -71,6 +71,8 @@ def up(
         _write_stack_env(stack.settings)
         console.print(f"Redis   {stack.settings.redis_url}")
         console.print(f"API     {stack.api_url or '(off)'}  (token and webhook secret: {STACK_ENV}, mode 0600)")
+        if stack.api_url:
+            console.print(f"Console {stack.api_url}/ui  (log in with that token)")
         console.print(f"Flower  {stack.flower_url or '(off)'}")
         console.print(f"Workers {', '.join(w.hostname for w in stack.workers)}")
         console.print("Ready. Ctrl-C stops everything.")

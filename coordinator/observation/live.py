@@ -1,0 +1,68 @@
+"""A run's event log, followed live as Server-Sent Events, resumable with ``Last-Event-ID``.
+
+The log is :meth:`proj.registry.Registry.events` (the records' lifecycle merged with the event
+stream), polled: a clean run writes no stream (what a run stores was decided in issue 19), so its
+progress is read from its records. Each event's SSE id is ``<server time>/<event id>``; a client
+that reconnects with the last id it saw gets only the events after it. The stream ends once the
+run has ended and every event was sent, or after ``max_s`` (the client reconnects; ``retry``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+
+from proj.registry import Event, Registry
+
+POLL_S = 0.25
+RETRY_MS = 1000
+_ENDED = {"succeeded", "failed", "cancelled", "rejected", "needs_attention"}
+
+
+def sse_id(event: Event) -> str:
+    return f"{event.at:.6f}/{event.id}"
+
+
+def events_after(events: list[Event], last_id: str | None) -> list[Event]:
+    """The events a client that last saw ``last_id`` has not seen (all of them without one)."""
+    if not last_id:
+        return events
+    ids = [sse_id(event) for event in events]
+    if last_id in ids:
+        return events[ids.index(last_id) + 1 :]
+    at = _time_of(last_id)
+    return [event for event in events if event.at > at]
+
+
+def _time_of(last_id: str) -> float:
+    try:
+        return float(last_id.partition("/")[0])
+    except ValueError:
+        return 0.0
+
+
+def format_sse(event: Event) -> str:
+    data = json.dumps({"type": event.type, "at": event.at, **event.fields}, sort_keys=True)
+    # No `event:` line: every entry is a "message" (its type is in the data), so a client sees
+    # every kind, including ones added later, with one handler.
+    return f"id: {sse_id(event)}\ndata: {data}\n\n"
+
+
+async def follow(registry: Registry, run_id: str, last_id: str | None, max_s: float) -> AsyncIterator[str]:
+    """SSE text for the run's events after ``last_id``, as they happen, until the run ends."""
+    yield f"retry: {RETRY_MS}\n\n"
+    deadline = time.monotonic() + max_s
+    while True:
+        events = await anyio.to_thread.run_sync(registry.events, run_id)
+        fresh = events_after(events, last_id)
+        for event in fresh:
+            yield format_sse(event)
+        if fresh:
+            last_id = sse_id(fresh[-1])
+        state = await anyio.to_thread.run_sync(lambda: registry.run_record(run_id).get("state", ""))
+        if state in _ENDED or not state or time.monotonic() > deadline:
+            return
+        await anyio.sleep(POLL_S)

@@ -1,0 +1,177 @@
+"""The web console at /ui, in a real browser (Debian's Chromium through Playwright) and over HTTP:
+login, the inbox, a decision through the one resume path, the run page following the run live,
+escaping, CSRF, and the event stream resumed with Last-Event-ID."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from playwright.sync_api import Browser, Page, expect
+
+from coordinator import Approval, Step, Workflow, get_run, start
+from coordinator.interfaces.stack import ApiProcess
+from tests.conftest import API_TOKEN, wait_for
+from tests.test_approvals import NOTE_SCHEMA, bearer, gated
+
+pytestmark = pytest.mark.usefixtures("worker")
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def logged_in(browser: Browser, api: ApiProcess) -> Page:
+    page = browser.new_context(base_url=api.url, viewport={"width": 1280, "height": 900}).new_page()
+    page.goto("/ui/approvals")
+    expect(page).to_have_url(f"{api.url}/ui/login?next=/ui/approvals")  # no data without a login
+    page.fill("input[name=token]", API_TOKEN)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Pending approvals")
+    return page
+
+
+def slow_gated(name: str) -> Workflow:
+    """draft -> approve (gate, note required) -> publish (takes a second: the page sees it run)."""
+    return Workflow(
+        name=name,
+        steps=[
+            Step(name="draft", agent="echo"),
+            Step(name="approve", approval=Approval(prompt=f"Publish {name}?", schema=NOTE_SCHEMA), after=["draft"]),
+            Step(name="publish", agent="echo", after=["approve"], params={"sleep_s": 1.0}),
+        ],
+    )
+
+
+def test_nothing_without_a_login(api: ApiProcess, client: redis.Redis) -> None:
+    run = start(gated(), input={})
+    approval = run.wait_for_approval(timeout=30)
+    for path in ("/ui/approvals", f"/ui/approvals/{approval.id}", "/ui/runs", f"/ui/runs/{run.id}"):
+        page = httpx.get(f"{api.url}{path}", headers={"accept": "text/html"}, timeout=10)
+        assert page.status_code == 303 and page.headers["location"].startswith("/ui/login"), path
+        assert run.id not in page.text
+    assert httpx.get(f"{api.url}/ui/runs/{run.id}/events", timeout=10).status_code == 401
+    forged = httpx.get(f"{api.url}/ui/runs", cookies={"agentchord_session": "forged.cookie"}, timeout=10)
+    assert forged.status_code == 401
+    refused = httpx.post(f"{api.url}/ui/login", data={"token": "wrong-token-value-123"}, timeout=10)
+    assert refused.status_code == 401 and "set-cookie" not in refused.headers
+
+
+def test_approve_from_the_inbox_and_watch_the_run_finish_live(
+    browser: Browser, api: ApiProcess, client: redis.Redis
+) -> None:
+    run = start(slow_gated("release_notes"), input={"text": "v1.2"})
+    approval = run.wait_for_approval(timeout=30)
+    page = logged_in(browser, api)
+    row = page.locator("#inbox tr", has_text="Publish release_notes?")
+    expect(row).to_contain_text(run.id)
+    page.screenshot(path=str(DOCS / "console-inbox.png"))
+    row.get_by_role("link", name="Publish release_notes?").click()
+    expect(page.locator("h1")).to_have_text("Publish release_notes?")
+    # An invalid form (the schema requires a note) shows the schema's error and changes nothing.
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("alert")).to_contain_text("'note' is a required property")
+    assert get_run(run.id).approvals()[0].state == "pending"
+    page.fill("input[name=field_note]", "ship it")
+    page.screenshot(path=str(DOCS / "console-approval.png"))
+    page.get_by_role("button", name="Approve").click()
+    expect(page).to_have_url(f"{api.url}/ui/runs/{run.id}")
+    page.evaluate("window.__stayed = true")  # gone if the page reloads
+    expect(page.locator("#run-state")).to_have_text("succeeded", timeout=30_000)
+    expect(page.locator("#events")).to_contain_text("run_finished")
+    assert page.evaluate("window.__stayed") is True  # updated live, never reloaded
+    # Each event once: the stream starts after the last event the page was rendered with.
+    logged = page.locator("#events li code").all_inner_texts()
+    assert logged.count("run_started") == 1 and logged.count("run_finished") == 1 and "approval_decided" in logged
+    expect(page.locator("form.actions")).to_have_count(0)  # nothing to cancel any more
+    page.screenshot(path=str(DOCS / "console-run.png"), full_page=True)
+    decided = get_run(run.id).approvals()[0]
+    assert (decided.decision, decided.data, decided.actor) == ("approve", {"note": "ship it"}, "token")
+    assert approval.id == decided.id
+
+
+def test_two_reviewers_one_wins_and_the_other_sees_who(browser: Browser, api: ApiProcess, client: redis.Redis) -> None:
+    run = start(gated(name="contested"), input={})
+    approval = run.wait_for_approval(timeout=30)
+    first, second = logged_in(browser, api), logged_in(browser, api)
+    for page in (first, second):
+        page.goto(f"/ui/approvals/{approval.id}")
+    first.fill("input[name=field_note]", "mine")
+    first.get_by_role("button", name="Approve").click()
+    expect(first).to_have_url(f"{api.url}/ui/runs/{run.id}")
+    second.get_by_role("button", name="Reject").click()
+    expect(second.get_by_role("status")).to_contain_text("Someone decided first: approve by token")
+    run.wait(timeout=30)
+    assert get_run(run.id).approvals()[0].decision == "approve"
+
+
+def test_an_output_with_markup_stays_text(browser: Browser, api: ApiProcess, client: redis.Redis) -> None:
+    payload = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+    run = start(Workflow(name="xss", steps=[Step(name="echoed", agent="echo")]), input={payload: 1})
+    run.wait(timeout=30)
+    page = logged_in(browser, api)
+    page.goto(f"/ui/runs/{run.id}")
+    expect(page.locator("#steps")).to_contain_text("<script>window.__pwned=2</script>")  # shown, as text
+    assert page.evaluate("window.__pwned === undefined")
+    assert page.locator("#steps img").count() == 0 and page.locator("#steps script").count() == 0
+
+
+def test_a_form_posted_from_another_origin_or_without_its_token_is_refused(
+    api: ApiProcess, client: redis.Redis
+) -> None:
+    run = start(gated(name="csrf"), input={})
+    approval = run.wait_for_approval(timeout=30)
+    with httpx.Client(base_url=api.url, timeout=10) as session:
+        assert session.post("/ui/login", data={"token": API_TOKEN}).status_code == 303
+        form = session.get(f"/ui/approvals/{approval.id}").text
+        csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        decision = {"decision": "approve", "field_note": "forged"}
+        missing = session.post(f"/ui/approvals/{approval.id}", data=decision)
+        other_origin = session.post(
+            f"/ui/approvals/{approval.id}", data={**decision, "csrf": csrf}, headers={"origin": "http://evil.example"}
+        )
+        assert missing.status_code == 403 and other_origin.status_code == 403
+    assert get_run(run.id).approvals()[0].state == "pending"
+
+
+def events_of(api: ApiProcess, run_id: str, last_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    headers = {**bearer(), **({"last-event-id": last_id} if last_id else {})}
+    received: list[tuple[str, dict[str, Any]]] = []
+    with httpx.stream("GET", f"{api.url}/workflows/{run_id}/events", headers=headers, timeout=30) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        event_id = ""
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: "):
+                received.append((event_id, json.loads(line[6:])))
+    return received
+
+
+def test_the_event_stream_resumes_after_the_last_event_id(api: ApiProcess, client: redis.Redis) -> None:
+    run = start(
+        Workflow(name="streamed", steps=[Step(name="a", agent="echo"), Step(name="b", agent="echo", after=["a"])]),
+        input={},
+    )
+    run.wait(timeout=30)
+    everything = events_of(api, run.id)
+    types = [data["type"] for _, data in everything]
+    assert types[0] == "run_started" and types[-1] == "run_finished" and types.count("step_finished") == 2
+    # A client that saw the first three reconnects: it gets the rest, nothing twice.
+    resumed = events_of(api, run.id, last_id=everything[2][0])
+    assert resumed == everything[3:]
+    assert events_of(api, run.id, last_id=everything[-1][0]) == []
+    assert httpx.get(f"{api.url}/workflows/nope/events", headers=bearer(), timeout=10).status_code == 404
+
+
+def test_a_parked_run_streams_until_the_decision_then_to_its_end(api: ApiProcess, client: redis.Redis) -> None:
+    run = start(gated(name="followed"), input={})
+    approval = run.wait_for_approval(timeout=30)
+    before = events_of(api, run.id)  # the stream closes after AGENTCHORD_SSE_MAX_S (2 s in the tests)
+    assert "run_finished" not in [data["type"] for _, data in before]
+    run.approve(data={"note": "ok"})
+    run.wait(timeout=30)
+    after = wait_for(lambda: events_of(api, run.id, last_id=before[-1][0]))
+    assert after[-1][1]["type"] == "run_finished" and not {i for i, _ in after} & {i for i, _ in before}
+    assert approval.id
