@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from coordinator import Step, Workflow, start
 from coordinator.interfaces.stack import settings_env
 from proj.settings import Settings
 
@@ -79,3 +80,27 @@ def test_durations_read_at_a_glance() -> None:
     from coordinator.interfaces.cli import duration
 
     assert [duration(s) for s in (-3, 45, 720, 86_397, 273_600)] == ["0 s", "45 s", "12 min", "23 h 59 min", "3 d 4 h"]
+
+
+def test_watch_prints_events_as_they_happen_until_the_run_ends(settings: Settings, client: redis.Redis) -> None:
+    steps = [Step(name="a", agent="echo", params={"sleep_s": 0.5}), Step(name="b", agent="echo", after=["a"])]
+    run = start(Workflow(name="watched", steps=steps), input={})
+    watched = agentchord(settings, "watch", run.id)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    lines = watched.stdout.splitlines()
+    assert "run_started" in lines[0] and "step_finished step=b" in watched.stdout
+    assert lines[-1] == f"run {run.id}: succeeded"
+    failing = start(Workflow(name="watched_fail", steps=[Step(name="x", agent="boom")]), input={})
+    assert agentchord(settings, "watch", failing.id).returncode == 1
+
+
+def test_python_follows_a_runs_events_until_it_ends(client: redis.Redis) -> None:
+    steps = [Step(name="a", agent="echo", params={"sleep_s": 0.3}), Step(name="b", agent="echo", after=["a"])]
+    run = start(Workflow(name="followed_py", steps=steps), input={})
+    seen = []
+    for event in run.events(follow=True, timeout_s=60):
+        seen.append(event.type)
+        if event.type == "run_started":
+            assert run.status().state == "running"  # yielded while the run goes on
+    assert seen[0] == "run_started" and seen[-1] == "run_finished" and seen.count("step_finished") == 2
+    assert [e.type for e in run.events()] == seen  # the same log, nothing twice

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -289,6 +290,20 @@ def report(
         console.print(token_table(runs[0][1]))
     elif agg is not None:
         console.print(aggregate_table(agg, f"workflow {workflow}" if workflow else "all workflows"))
+
+
+@cli.command()
+def watch(run_id: str) -> None:
+    """Print a run's events as they happen, until it ends (exit 1 unless it succeeded)."""
+    handle = get_run(run_id, settings=_settings())
+    for event in handle.events(follow=True):
+        fields = " ".join(f"{key}={value}" for key, value in sorted(event.fields.items()))
+        when = datetime.fromtimestamp(event.at, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
+        console.print(f"{when} {event.type} {fields}", highlight=False, markup=False)
+    state = handle.status().state
+    console.print(f"run {run_id}: {state}", highlight=False)
+    if state != "succeeded":
+        raise typer.Exit(1)
 
 
 @cli.command("list")

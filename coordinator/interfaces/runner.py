@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal, overload
 
 import agents
 from agents.handoff import HandoffRecord
@@ -21,6 +22,7 @@ from coordinator.engine.compile import plan_digest, skipped_steps, step_plans
 from coordinator.engine.dispatch import dispatch_ready
 from coordinator.engine.operator import abort_run, retry_step, skip_step
 from coordinator.engine.specs import Step, Workflow, resolve_workflow
+from coordinator.observation.live import follow_events
 from coordinator.observation.status import RunStatus, StepStatus
 from coordinator.observation.timing import RunTimings, compute_timings
 from proj.celery import app, current_settings
@@ -184,7 +186,17 @@ class Run:
             app.control.revoke(pending)
         return True
 
-    def events(self) -> list[Event]:
+    @overload
+    def events(self, *, follow: Literal[False] = False) -> list[Event]: ...
+
+    @overload
+    def events(self, *, follow: Literal[True], timeout_s: float | None = None) -> Iterator[Event]: ...
+
+    def events(self, *, follow: bool = False, timeout_s: float | None = None) -> list[Event] | Iterator[Event]:
+        """The run's event log, oldest first. ``follow=True``: an iterator over it that then yields
+        each new event as it happens, until the run ends (or ``timeout_s`` passes)."""
+        if follow:
+            return follow_events(self._registry, self.id, None, timeout_s)
         return self._registry.events(self.id)
 
     def timings(self) -> RunTimings:

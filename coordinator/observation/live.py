@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio.to_thread
 
@@ -51,18 +51,39 @@ def format_sse(event: Event) -> str:
     return f"id: {sse_id(event)}\ndata: {data}\n\n"
 
 
+def _poll(registry: Registry, run_id: str, last_id: str | None) -> tuple[list[Event], bool]:
+    """The events after ``last_id``, and whether the run has ended (or is gone). The state is read
+    first: a run that ended before the read has all its events in it."""
+    state = registry.run_record(run_id).get("state", "")
+    return events_after(registry.events(run_id), last_id), state in _ENDED or not state
+
+
+def follow_events(
+    registry: Registry, run_id: str, last_id: str | None = None, timeout_s: float | None = None
+) -> Iterator[Event]:
+    """The run's events after ``last_id`` (all of them without one), then each new one as it
+    happens, until the run ends (or ``timeout_s`` passes)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        fresh, ended = _poll(registry, run_id, last_id)
+        yield from fresh
+        if fresh:
+            last_id = sse_id(fresh[-1])
+        if ended or (deadline is not None and time.monotonic() > deadline):
+            return
+        time.sleep(POLL_S)  # polled: a clean run writes no stream to block on (see the module doc)
+
+
 async def follow(registry: Registry, run_id: str, last_id: str | None, max_s: float) -> AsyncIterator[str]:
     """SSE text for the run's events after ``last_id``, as they happen, until the run ends."""
     yield f"retry: {RETRY_MS}\n\n"
     deadline = time.monotonic() + max_s
     while True:
-        events = await anyio.to_thread.run_sync(registry.events, run_id)
-        fresh = events_after(events, last_id)
+        fresh, ended = await anyio.to_thread.run_sync(_poll, registry, run_id, last_id)
         for event in fresh:
             yield format_sse(event)
         if fresh:
             last_id = sse_id(fresh[-1])
-        state = await anyio.to_thread.run_sync(lambda: registry.run_record(run_id).get("state", ""))
-        if state in _ENDED or not state or time.monotonic() > deadline:
+        if ended or time.monotonic() > deadline:
             return
         await anyio.sleep(POLL_S)
