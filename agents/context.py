@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -35,12 +36,23 @@ class StepContext(BaseModel):
     _model: ChatModel | None = PrivateAttr(default=None)
     _handoff_patch: dict[str, Any] = PrivateAttr(default_factory=dict)
     _injected: list[str] = PrivateAttr(default_factory=list)
+    _emit: Callable[[str, str], None] | None = PrivateAttr(default=None)
 
     def with_model(self, model: ChatModel, injected: list[str] | None = None) -> StepContext:
         self._model = model
         if injected is not None:
             self._injected = injected
         return self
+
+    def with_emitter(self, emit: Callable[[str, str], None]) -> StepContext:
+        self._emit = emit
+        return self
+
+    def emit(self, text: str) -> None:
+        """Report progress while the step runs (the console shows it under the step, live). Kept
+        apart from the step's result: never stored as output, never in another step's prompt."""
+        if self._emit is not None:
+            self._emit("progress", text)
 
     def json_prompt(self, fields: dict[str, Any], inject: tuple[str, ...] = ()) -> str:
         """A JSON object for a prompt; the ``inject`` fields (earlier steps' outputs) go in

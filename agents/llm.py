@@ -9,7 +9,7 @@ backends never have to remember to report tokens. Which backend a role calls is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -91,18 +91,25 @@ class UsageMeter:
 
 
 class MeteredModel:
-    """Wraps a backend and adds each completion's usage to ``meter``."""
+    """Wraps a backend and adds each completion's usage to ``meter``. With ``on_token``, a
+    backend that can stream (``streams = True``) hands it the answer's text as it arrives."""
 
-    def __init__(self, backend: ChatModel, meter: UsageMeter) -> None:
+    def __init__(self, backend: ChatModel, meter: UsageMeter, on_token: Callable[[str], None] | None = None) -> None:
         self.backend = backend
         self.meter = meter
         self.name = backend.name
+        self.on_token = on_token if getattr(backend, "streams", False) else None
 
     def complete(
         self, messages: list[Message], *, task: str | None = None, json_schema: dict[str, Any] | None = None
     ) -> Completion:
         with span("agentchord.model_call", **{"agentchord.model": self.name, "agentchord.task": task}) as current:
-            completion = self.backend.complete(messages, task=task, json_schema=json_schema)
+            if self.on_token is not None:
+                completion = self.backend.complete(  # type: ignore[call-arg]
+                    messages, task=task, json_schema=json_schema, on_token=self.on_token
+                )
+            else:
+                completion = self.backend.complete(messages, task=task, json_schema=json_schema)
             self.meter.add(completion, messages)
             current.set_attribute("agentchord.prompt_tokens", completion.prompt_tokens)
             current.set_attribute("agentchord.completion_tokens", completion.completion_tokens)

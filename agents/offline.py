@@ -22,6 +22,7 @@ from proj.registry import registry_for
 from proj.settings import Settings
 
 Skill = Callable[[list[Message]], Any]
+STREAM_CHUNK_WORDS = 8  # words per streamed chunk
 _SKILLS: dict[str, Skill] = {}
 
 
@@ -74,13 +75,19 @@ class OfflineModel:
     """Deterministic backend that answers from registered skills."""
 
     name = "offline"
+    streams = True  # hands its answer out in chunks when asked (on_token), latency spread over them
 
     def __init__(self, latency_ms: float = 0.0, cache: PrefixCache | None = None) -> None:
         self.latency_s = latency_ms / 1000.0
         self.cache = cache
 
     def complete(
-        self, messages: list[Message], *, task: str | None = None, json_schema: dict[str, Any] | None = None
+        self,
+        messages: list[Message],
+        *,
+        task: str | None = None,
+        json_schema: dict[str, Any] | None = None,
+        on_token: Callable[[str], None] | None = None,
     ) -> Completion:
         started = time.perf_counter()
         skill: Skill = _SKILLS.get(task or "", _default_skill)
@@ -89,7 +96,13 @@ class OfflineModel:
             text = answer.model_dump_json()
         else:
             text = answer if isinstance(answer, str) else json.dumps(answer, sort_keys=True)
-        if self.latency_s:
+        if on_token is not None:
+            words = text.split(" ")
+            chunks = [" ".join(words[i : i + STREAM_CHUNK_WORDS]) for i in range(0, len(words), STREAM_CHUNK_WORDS)]
+            for index, chunk in enumerate(chunks):
+                time.sleep(self.latency_s / len(chunks))  # simulated model latency, on purpose
+                on_token(chunk + (" " if index < len(chunks) - 1 else ""))
+        elif self.latency_s:
             time.sleep(self.latency_s)  # simulated model latency, on purpose
         return Completion(
             text=text,

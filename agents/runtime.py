@@ -97,7 +97,11 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
             attempt=work.attempt,
             handoff=HandoffRecord.model_validate(work.handoff) if work.handoff is not None else None,
             feedback=feedback,
-        ).with_model(MeteredModel(model_for(settings, role.name), meter), meter.injected)
+        )
+        emit = _emitter(registry, run_id, step)
+        on_token = _TokenStream(emit) if settings.stream_tokens else None
+        context.with_model(MeteredModel(model_for(settings, role.name), meter, on_token), meter.injected)
+        context.with_emitter(emit)
         with LeaseKeeper(registry, run_id, step, token):
             output = role.function(context)
             result_json = _to_json(output)
@@ -146,6 +150,27 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
     else:
         dispatch(registry, run_id)
     return {"run_id": run_id, "step": step, "status": "succeeded"}
+
+
+def _emitter(registry: Registry, run_id: str, step: str) -> Callable[[str, str], None]:
+    def emit(kind: str, text: str) -> None:
+        registry.emit(run_id, step, kind, text[:4000])
+
+    return emit
+
+
+class _TokenStream:
+    """A model's streamed text, sent to the progress stream in pieces of a few chunks (one Redis
+    write per piece, not per token)."""
+
+    def __init__(self, emit: Callable[[str, str], None], min_chars: int = 48) -> None:
+        self.emit, self.min_chars, self.pending = emit, min_chars, ""
+
+    def __call__(self, text: str) -> None:
+        self.pending += text
+        if len(self.pending) >= self.min_chars or not text.endswith(" "):
+            self.emit("tokens", self.pending)
+            self.pending = ""
 
 
 def used_fields(dependencies: dict[str, Any], uses: dict[str, tuple[str, ...]] | None) -> dict[str, Any]:

@@ -32,6 +32,12 @@ class RunKeys:
         return f"{self.run}:lost:{step}:{attempt}"
 
     @property
+    def progress(self) -> str:
+        """Stream, capped: what agents report while they run (``ctx.emit``, streamed model tokens).
+        Not the event log: trimming it never drops a run's state. Expires with the run."""
+        return f"{self.run}:progress"
+
+    @property
     def ended_channel(self) -> str:
         """Pub/sub channel (not a key): the run ended or needs an operator (wakes ``Run.wait``)."""
         return f"{self.run}:ended"

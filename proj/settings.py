@@ -175,6 +175,13 @@ class Settings(BaseSettings):
         description="Signs the web console's session cookies; by default derived from AGENTCHORD_API_TOKENS.",
     )
     console_session_ttl_s: int = Field(default=8 * 3600, gt=0, description="How long a console login lasts.")
+    progress_maxlen: int = Field(
+        default=2000, ge=10, description="Entries kept per run of agents' progress and streamed tokens (approximately)."
+    )
+    stream_tokens: bool = Field(
+        default=False,
+        description="Models stream their tokens to the run's progress stream as they arrive (the console shows them).",
+    )
     sse_max_s: float = Field(
         default=300.0, gt=0, description="Longest one event stream connection stays open (clients reconnect)."
     )

@@ -115,6 +115,7 @@ def settings(redis_server: RedisServer, receiver: Receiver, otlp: OtlpReceiver, 
         # Event streams close after 2 s (clients reconnect with Last-Event-ID): the fuzzer and the
         # browser never hold one open for long.
         sse_max_s=2.0,
+        stream_tokens=True,  # models stream their answers to the run's progress stream
     )
     configure(value)
     agents.load_agent_modules(value.agent_modules)

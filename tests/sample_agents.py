@@ -31,6 +31,19 @@ def inspector(ctx: StepContext) -> dict[str, Any]:
     return {name: sorted(output) if isinstance(output, dict) else None for name, output in ctx.dependencies.items()}
 
 
+@agent("streamer")
+def streamer(ctx: StepContext) -> dict[str, Any]:
+    """Reports progress, then asks the model (which streams its answer when asked to), then waits
+    for ``params.path`` to exist: a test sees everything it streamed while the step still runs."""
+    ctx.emit("reading the input")
+    reply = ctx.model.complete([Message.user(" ".join(["token"] * 40))], task="streamed")
+    ctx.emit("answer received")
+    deadline = time.monotonic() + 30
+    while not Path(ctx.params["path"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # held open by the test, on purpose
+    return {"words": len(reply.text.split())}
+
+
 @agent("summarizer")
 def summarize(ctx: StepContext) -> dict[str, Any]:
     """A user-defined role, as a user would write one."""

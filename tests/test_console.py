@@ -175,3 +175,29 @@ def test_a_parked_run_streams_until_the_decision_then_to_its_end(api: ApiProcess
     after = wait_for(lambda: events_of(api, run.id, last_id=before[-1][0]))
     assert after[-1][1]["type"] == "run_finished" and not {i for i, _ in after} & {i for i, _ in before}
     assert approval.id
+
+
+def test_an_agents_progress_and_streamed_tokens_show_before_its_step_ends(
+    browser: Browser, api: ApiProcess, client: redis.Redis, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    run = start(
+        Workflow(name="streaming", steps=[Step(name="talk", agent="streamer", params={"path": str(release)})]),
+        input={},
+    )
+    page = logged_in(browser, api)
+    page.goto(f"/ui/runs/{run.id}")
+    progress = page.locator("tr.progress[data-step=talk]")
+    # The streamer holds its step open until `release` exists: all this arrives while it runs.
+    expect(progress.locator("em.message")).to_have_text("answer received", timeout=30_000)
+    expect(progress.locator("pre.stream")).to_contain_text('"words": 40}')
+    assert get_run(run.id).status().steps["talk"].state == "running"
+    # The model's answer arrived in pieces, in order, on the same stream the API serves.
+    streamed = [data["text"] for _, data in events_of(api, run.id) if data["type"] == "tokens"]
+    answer = json.dumps({"summary": " ".join(["token"] * 30), "words": 40}, sort_keys=True)  # the offline model's
+    assert len(streamed) > 1 and "".join(streamed) == answer
+    page.screenshot(path=str(DOCS / "console-stream.png"), full_page=True)
+    release.touch()
+    expect(page.locator("#run-state")).to_have_text("succeeded", timeout=30_000)
+    results = run.wait(timeout=30)
+    assert "progress" not in json.dumps(results) and "answer received" not in json.dumps(results)

@@ -163,3 +163,23 @@ def test_park_and_decide_each_act_once(registry: Registry) -> None:
     assert registry.decide(run_id, "g", approval, "approve", **decide) == ["ok", "approve"]
     assert registry.decide(run_id, "g", approval, "reject", **decide) == ["decided", "approved", "approve"]
     assert registry.step_records(run_id)["g"]["state"] == "succeeded"
+
+
+def test_emit_keeps_progress_capped_apart_from_the_log_and_expiring_with_the_run(
+    registry: Registry, client: redis.Redis
+) -> None:
+    run_id, _, _ = new_run(registry)
+    keys = registry.run_keys(run_id)
+    events_before = [e.type for e in registry.events(run_id)]
+    for n in range(3 * registry.settings.progress_maxlen):
+        assert registry.emit(run_id, "a", "tokens", f"chunk {n} ")
+    kept = registry.progress(run_id)
+    # Capped (approximately: Redis trims whole nodes), newest kept, and not in the event log.
+    assert registry.settings.progress_maxlen <= len(kept) < 2 * registry.settings.progress_maxlen
+    assert kept[-1].fields == {"step": "a", "text": f"chunk {3 * registry.settings.progress_maxlen - 1} "}
+    assert [e.type for e in registry.events(run_id)] == events_before
+    assert client.ttl(keys.progress) == -1  # running: lives as long as the run
+    assert registry.finish_run(run_id, "succeeded")
+    assert 0 < client.ttl(keys.progress) <= client.ttl(keys.run)  # ended: expires with it
+    client.delete(*keys.durable)
+    assert not registry.emit(run_id, "a", "progress", "late")  # a run that is gone keeps nothing

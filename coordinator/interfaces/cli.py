@@ -201,7 +201,10 @@ def demo(
 
     The API key of a real server comes from AGENTCHORD_LLM_API_KEY, never from the command line.
     """
-    overrides: dict[str, Any] = {"simulated_latency_ms": latency_ms} if latency_ms else {}
+    # The demo streams the models' answers to each run's progress stream (the console shows them).
+    overrides: dict[str, Any] = {"stream_tokens": True}
+    if latency_ms:
+        overrides["simulated_latency_ms"] = latency_ms
     if llm:
         overrides["llm_backend"] = llm
     if base_url:

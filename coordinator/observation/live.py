@@ -1,14 +1,16 @@
 """A run's event log, followed live as Server-Sent Events, resumable with ``Last-Event-ID``.
 
 The log is :meth:`proj.registry.Registry.events` (the records' lifecycle merged with the event
-stream), polled: a clean run writes no stream (what a run stores was decided in issue 19), so its
-progress is read from its records. Each event's SSE id is ``<server time>/<event id>``; a client
+stream) with the agents' progress reports (:meth:`~proj.registry.Registry.progress`), polled: a
+clean run writes no event stream (what a run stores was decided in issue 19), so its progress is
+read from its records. Each event's SSE id is ``<server time>/<event id>``; a client
 that reconnects with the last id it saw gets only the events after it. The stream ends once the
 run has ended and every event was sent, or after ``max_s`` (the client reconnects; ``retry``).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -55,7 +57,9 @@ def _poll(registry: Registry, run_id: str, last_id: str | None) -> tuple[list[Ev
     """The events after ``last_id``, and whether the run has ended (or is gone). The state is read
     first: a run that ended before the read has all its events in it."""
     state = registry.run_record(run_id).get("state", "")
-    return events_after(registry.events(run_id), last_id), state in _ENDED or not state
+    # The log and the agents' progress reports (ctx.emit, streamed tokens), each in its own order.
+    merged = list(heapq.merge(registry.events(run_id), registry.progress(run_id), key=lambda event: event.at))
+    return events_after(merged, last_id), state in _ENDED or not state
 
 
 def follow_events(

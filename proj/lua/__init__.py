@@ -51,6 +51,7 @@ PROMOTE = load("promote")
 NEXT_ROUND = load("next_round")
 # Touches one key only, so it has no prelude (which names the run's keys).
 EXTEND_LEASE = _read("extend_lease")
+EMIT = _read("emit")  # the run's progress stream and its record only: no prelude either
 
 SCRIPTS = {
     "start": START,
@@ -68,4 +69,5 @@ SCRIPTS = {
     "promote": PROMOTE,
     "next_round": NEXT_ROUND,
     "extend_lease": EXTEND_LEASE,
+    "emit": EMIT,
 }

@@ -53,7 +53,7 @@ end
 -- no approvals (inline workflows have no gates, routers, validators or escalations to a human)
 -- and no steps waiting for an operator (every step has a result), so those keys do not exist.
 local function finish_run(state, err, ttl, idem_ttl, at, inline)
-  local head = redis.call('HMGET', run, 'state', 'id', 'idempotency_key_ref')
+  local head = redis.call('HMGET', run, 'state', 'id', 'idempotency_key_ref', 'progress')
   if not is_active(head[1]) then return 0 end
   local run_id = head[2]
   at = at or now()
@@ -85,6 +85,7 @@ local function finish_run(state, err, ttl, idem_ttl, at, inline)
   if inline then durable = 5 end  -- approvals and attention (KEYS[6], KEYS[7]) do not exist
   for i = 1, durable do redis.call('EXPIRE', KEYS[i], ttl) end
   if head[3] and head[3] ~= '' then redis.call('EXPIRE', head[3], idem_ttl) end
+  if head[4] then redis.call('EXPIRE', run .. ':progress', ttl) end  -- it reported progress (emit.lua)
   return 1
 end
 -- A step's state ('pending' without a record) and whether a transition may happen from it:

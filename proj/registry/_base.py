@@ -33,6 +33,7 @@ class RegistryBase:
         self._operator_retry = client.register_script(lua.OPERATOR_RETRY)
         self._operator_skip = client.register_script(lua.OPERATOR_SKIP)
         self._extend_lease = client.register_script(lua.EXTEND_LEASE)
+        self._emit = client.register_script(lua.EMIT)
         self._finish_run = client.register_script(lua.FINISH_RUN)
         self._park = client.register_script(lua.PARK)
         self._decide = client.register_script(lua.DECIDE)

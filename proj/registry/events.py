@@ -70,6 +70,16 @@ class EventsMixin(RegistryBase):
             if not reply and self.client.hget(rk.run, "state") is None:
                 return None
 
+    def emit(self, run_id: str, step: str, type_: str, text: str) -> bool:
+        """Append to the run's progress stream (capped at AGENTCHORD_PROGRESS_MAXLEN entries)."""
+        rk = self.run_keys(run_id)
+        maxlen = self.settings.progress_maxlen
+        return bool(self._emit(keys=[rk.progress, rk.run], args=[maxlen, type_, step, text]))
+
+    def progress(self, run_id: str) -> list[Event]:
+        """The run's progress entries, oldest first (what is left of them under the cap)."""
+        return [_event(entry_id, fields) for entry_id, fields in self.client.xrange(self.run_keys(run_id).progress)]
+
     def add_event(self, run_id: str, type_: str, **fields: str) -> None:
         """Append an event that is not part of a step transition (e.g. a notification)."""
         self.client.xadd(self.run_keys(run_id).events, {"type": type_, "at": f"{self.server_time():.6f}", **fields})

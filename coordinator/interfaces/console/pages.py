@@ -242,9 +242,20 @@ def _run_values(run: Any, registry: Registry) -> dict[str, Any]:
         "results": registry.results(run.id),
         "events": events,
         "last_event_id": sse_id(events[-1]) if events else "",
+        "progress": _progress_by_step(registry.progress(run.id)),
         "approvals": run.approvals(),
         "ended": status.state in ("succeeded", "failed", "cancelled", "rejected"),
     }
+
+
+def _progress_by_step(entries: list[Any]) -> dict[str, tuple[str, str]]:
+    """Per step, what it reported: its latest progress message and the model text streamed so far."""
+    shown: dict[str, tuple[str, str]] = {}
+    for entry in entries:
+        step, text = entry.fields.get("step", ""), entry.fields.get("text", "")
+        message, streamed = shown.get(step, ("", ""))
+        shown[step] = (message, streamed + text) if entry.type == "tokens" else (text, streamed)
+    return shown
 
 
 def _local(path: str) -> str:
