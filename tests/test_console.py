@@ -15,6 +15,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from coordinator import Approval, Step, Workflow, get_run, start
 from coordinator.interfaces.stack import ApiProcess
+from proj.registry import registry_for
+from proj.settings import Settings
 from tests.conftest import API_TOKEN, wait_for
 from tests.test_approvals import NOTE_SCHEMA, bearer, gated
 
@@ -201,3 +203,36 @@ def test_an_agents_progress_and_streamed_tokens_show_before_its_step_ends(
     expect(page.locator("#run-state")).to_have_text("succeeded", timeout=30_000)
     results = run.wait(timeout=30)
     assert "progress" not in json.dumps(results) and "answer received" not in json.dumps(results)
+
+
+def test_runs_page_through_the_index_with_filters_and_a_run_is_found_by_its_key(
+    api: ApiProcess, settings: Settings, client: redis.Redis
+) -> None:
+    registry = registry_for(settings)
+    done = [start(Workflow(name="paged_ok", steps=[Step(name="a", agent="echo")]), input={"n": n}) for n in range(5)]
+    failing = start(Workflow(name="paged_bad", steps=[Step(name="x", agent="boom")]), input={}, idempotency_key="pr-7")
+    for run in done:
+        run.wait(timeout=30)
+    wait_for(lambda: failing.status().state == "needs_attention")
+    # Newest first, two at a time, every run once.
+    seen, cursor = [], None
+    while True:
+        rows, cursor = registry.runs_page(2, cursor)
+        seen += [row["id"] for row in rows]
+        if cursor is None:
+            break
+    assert seen == [failing.id, *[run.id for run in reversed(done)]]
+    # A filter pages too; a scan bound stops a page early and says where to go on.
+    rows, _ = registry.runs_page(10, None, state="succeeded", workflow="paged_ok")
+    assert [row["id"] for row in rows] == [run.id for run in reversed(done)]
+    partial, more = registry.runs_page(10, None, state="succeeded", scan=2)
+    assert len(partial) == 1 and more is not None
+    # The console: the filter, and a run found by its idempotency key.
+    with httpx.Client(base_url=api.url, timeout=10) as browser_like:
+        browser_like.post("/ui/login", data={"token": API_TOKEN})
+        listed = browser_like.get("/ui/runs", params={"state": "needs_attention"}).text
+        assert failing.id in listed and done[0].id not in listed
+        found = browser_like.get("/ui/runs", params={"find": "pr-7"})
+        assert found.status_code == 303 and found.headers["location"] == f"/ui/runs/{failing.id}"
+        assert browser_like.get("/ui/runs", params={"find": "no-such-key"}).status_code == 404
+        assert browser_like.get("/ui/runs", params={"cursor": "garbage|x"}).status_code == 400

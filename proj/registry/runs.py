@@ -143,6 +143,46 @@ class RunsMixin(PlansMixin):
             self.client.zrem(self.keys.runs_index, *gone)
         return len(gone)
 
+    def runs_page(
+        self, limit: int, cursor: str | None = None, state: str = "", workflow: str = "", scan: int = 5000
+    ) -> tuple[list[dict[str, str]], str | None]:
+        """Runs newest first from the runs index, after ``cursor`` (what the previous page
+        returned), keeping those in ``state`` and of ``workflow`` when given; and the cursor of the
+        next page (None: no more). Reads at most ``scan`` index entries per call, so a filter that
+        matches few runs pages through a large index in bounded steps, never a scan of everything."""
+        high = "+inf"
+        if cursor:
+            score, _, _ = cursor.partition("|")
+            high = f"({float(score)!r}"
+        names = ("id", "workflow", "state", "created_at", "finished_at")
+        rows: list[dict[str, str]] = []
+        scanned, last = 0, cursor
+        while scanned < scan:
+            batch = self.client.zrevrangebyscore(
+                self.keys.runs_index, high, "-inf", start=0, num=min(500, scan - scanned), withscores=True
+            )
+            if not batch:
+                return rows, None
+            with self.client.pipeline(transaction=False) as pipe:
+                for run_id, _score in batch:
+                    pipe.hmget(self.run_keys(run_id).run, list(names))
+                records = pipe.execute()
+            for (run_id, score), record in zip(batch, records, strict=True):
+                scanned += 1
+                last, high = f"{score!r}|{run_id}", f"({score!r}"
+                row = dict(zip(names, record, strict=True))
+                if row["id"] is None or (state and row["state"] != state) or (workflow and row["workflow"] != workflow):
+                    continue
+                rows.append(row)
+                if len(rows) == limit:
+                    return rows, last
+        return rows, last
+
+    def run_for_idempotency_key(self, key: str) -> str | None:
+        """The run an idempotency key started, while the key lives."""
+        value = self.client.get(self.keys.idempotency(key))
+        return str(value).split(" ", 1)[0] if value else None
+
     def list_runs(self, limit: int = 20) -> list[dict[str, str]]:
         """The newest runs still in the registry, newest first."""
         ids = self.client.zrevrange(self.keys.runs_index, 0, max(limit * 2, limit) - 1)

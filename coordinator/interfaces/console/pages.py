@@ -156,15 +156,24 @@ def mount_console(api: FastAPI, settings: Settings, registry: Registry) -> None:
         return RedirectResponse(f"/ui/runs/{view.run_id}", status_code=303)
 
     @api.get("/ui/runs", include_in_schema=False)
-    def runs_page(request: Request, session: SignedIn, state: str = "", workflow: str = "", find: str = "") -> Response:
-        if find:
-            return RedirectResponse(f"/ui/runs/{find.strip()}", status_code=303)
-        rows = [
-            row
-            for row in registry.list_runs(200)
-            if (not state or row["state"] == state) and (not workflow or row["workflow"] == workflow)
-        ][:100]
-        return page(request, "runs.html", session, runs=rows, states=_STATE_OF_RUNS, state=state, workflow=workflow)
+    def runs_page(
+        request: Request, session: SignedIn, state: str = "", workflow: str = "", find: str = "", cursor: str = ""
+    ) -> Response:
+        if find.strip():
+            wanted = find.strip()
+            run_id = wanted if registry.run_record(wanted) else registry.run_for_idempotency_key(wanted)
+            if run_id is None:
+                return page(request, "message.html", session, 404, title="Not found",
+                            message=f"no run with id or idempotency key {wanted!r}")  # fmt: skip
+            return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
+        try:
+            rows, following = registry.runs_page(50, cursor or None, state=state, workflow=workflow)
+        except ValueError:
+            return page(request, "message.html", session, 400, title="Bad cursor", message="That page link is broken.")
+        return page(
+            request, "runs.html", session,
+            runs=rows, following=following, states=_STATE_OF_RUNS, state=state, workflow=workflow,
+        )  # fmt: skip
 
     @api.get("/ui/runs/{run_id}", include_in_schema=False)
     def run_page(request: Request, run_id: str, session: SignedIn) -> Response:
