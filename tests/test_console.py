@@ -18,6 +18,7 @@ from coordinator.interfaces.stack import ApiProcess
 from proj.registry import registry_for
 from proj.settings import Settings
 from tests.conftest import API_TOKEN, wait_for
+from tests.receiver import Receiver
 from tests.test_approvals import NOTE_SCHEMA, bearer, gated
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -87,6 +88,9 @@ def test_approve_from_the_inbox_and_watch_the_run_finish_live(
     logged = page.locator("#events li code").all_inner_texts()
     assert logged.count("run_started") == 1 and logged.count("run_finished") == 1 and "approval_decided" in logged
     expect(page.locator("form.actions")).to_have_count(0)  # nothing to cancel any more
+    # The DAG colours each step by its state; the timeline has a bar per step that ran.
+    expect(page.locator("svg.dag g.node[data-step=publish]")).to_have_attribute("data-state", "succeeded")
+    assert page.locator("figure.gantt svg rect").count() >= 3
     page.screenshot(path=str(DOCS / "console-run.png"), full_page=True)
     decided = get_run(run.id).approvals()[0]
     assert (decided.decision, decided.data, decided.actor) == ("approve", {"note": "ship it"}, "token")
@@ -236,3 +240,44 @@ def test_runs_page_through_the_index_with_filters_and_a_run_is_found_by_its_key(
         assert found.status_code == 303 and found.headers["location"] == f"/ui/runs/{failing.id}"
         assert browser_like.get("/ui/runs", params={"find": "no-such-key"}).status_code == 404
         assert browser_like.get("/ui/runs", params={"cursor": "garbage|x"}).status_code == 400
+
+
+def test_a_notifications_decision_link_decides_that_approval_once_without_a_login(
+    api: ApiProcess, settings: Settings, receiver: Receiver, client: redis.Redis
+) -> None:
+    run = start(gated(name="linked"), input={})
+    approval = run.wait_for_approval(timeout=30)
+    delivered = wait_for(lambda: [r for r in receiver.about(approval.id) if b"approval.requested" in r.body])
+    link = json.loads(delivered[0].body)["decide_url"]
+    path = link.removeprefix(settings.public_url.rstrip("/"))
+    assert path.startswith("/ui/decide/")
+    with httpx.Client(base_url=api.url, timeout=10) as anonymous:  # no login, no token
+        assert approval.prompt in anonymous.get(path).text
+        invalid = anonymous.post(path, data={"decision": "approve"})  # the gate's schema wants a note
+        assert invalid.status_code == 422 and "note" in invalid.text
+        forged = anonymous.post(path[:-3] + "xyz", data={"decision": "approve", "field_note": "x"})
+        assert forged.status_code == 410
+        decided = anonymous.post(path, data={"decision": "approve", "field_note": "from the link"})
+        assert decided.status_code == 200
+        again = anonymous.post(path, data={"decision": "reject"})
+        assert again.status_code == 410  # single use
+        assert anonymous.get(path).status_code == 410
+    view = get_run(run.id).approvals()[0]
+    assert (view.decision, view.data, view.actor) == ("approve", {"note": "from the link"}, "decision-link")
+    run.wait(timeout=30)
+
+
+def test_an_operator_skips_a_failed_step_from_its_run_page(
+    browser: Browser, api: ApiProcess, client: redis.Redis
+) -> None:
+    steps = [Step(name="fails", agent="boom"), Step(name="after", agent="echo", after=["fails"])]
+    run = start(Workflow(name="skipped_in_console", steps=steps), input={})
+    wait_for(lambda: run.status().state == "needs_attention")
+    page = logged_in(browser, api)
+    page.goto(f"/ui/runs/{run.id}")
+    expect(page.locator("#steps")).to_contain_text("ValueError: boom in fails")
+    page.fill("form.skip textarea[name=output_json]", '{"fixed": "by hand"}')
+    page.get_by_role("button", name="Skip with this output").click()
+    expect(page.locator("#run-state")).to_have_text("succeeded", timeout=30_000)
+    assert run.wait(timeout=30)["fails"] == {"fixed": "by hand"}
+    assert any(e.type == "operator_skip" and e.fields["actor"] == "token" for e in run.events())

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from coordinator.engine.checkpoints import ApprovalId, get_approval
+from coordinator.engine.links import decision_link
 from coordinator.engine.webhooks import signed_request
 from proj.redaction import redact_url
 from proj.registry import Registry
@@ -27,6 +28,10 @@ class TransientDeliveryError(Exception):
 
 def payload_for(registry: Registry, aid: str, event: str) -> dict[str, Any]:
     view = get_approval(registry, registry.settings, aid)
+    extra: dict[str, Any] = {}
+    if event == "approval.requested":
+        # Whoever receives this may decide this one approval in the console, once, until its deadline.
+        extra["decide_url"] = decision_link(registry.settings, view)
     return {
         "type": event,
         "approval_id": view.id,
@@ -39,6 +44,7 @@ def payload_for(registry: Registry, aid: str, event: str) -> dict[str, Any]:
         "deadline": view.deadline,
         "on_timeout": view.on_timeout,
         "resume_url": view.resume_url,
+        **extra,
     }
 
 

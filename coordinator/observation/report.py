@@ -13,6 +13,7 @@ from rich.table import Table
 
 from coordinator.observation.status import RunStatus
 from coordinator.observation.timing import RunTimings
+from proj.plan import RunPlan
 
 
 def _ms(value: float | None) -> str:
@@ -169,7 +170,7 @@ def aggregate_table(agg: Aggregate, title: str) -> Table:
 _COLOURS = {"handoff": "#9e9e9e", "queue": "#ff9800", "body": "#1e88e5", "overhead": "#e53935", "parked": "#43a047"}
 
 
-def _gantt(status: RunStatus, timings: RunTimings) -> str:
+def gantt_svg(status: RunStatus, timings: RunTimings) -> str:
     """One row per step: handoff, queue wait, body, step overhead and parked time as segments."""
     rows = []
     for step in timings.steps:
@@ -210,6 +211,49 @@ def _gantt(status: RunStatus, timings: RunTimings) -> str:
         anchor = "start" if tick == 0 else "end" if tick == 4 else "middle"
         parts.append(
             f'<text x="{x:.1f}" y="{axis_y + 16}" font-size="11" text-anchor="{anchor}">{at * 1000:.0f} ms</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_STATE_COLOURS = {"succeeded": "#1a7f37", "failed": "#a31515", "running": "#1f5fbf", "dispatched": "#1f5fbf",
+                  "retrying": "#9a6700", "parked": "#9a6700", "skipped": "#8c959f"}  # fmt: skip
+
+
+def dag_svg(plan: RunPlan, status: RunStatus) -> str:
+    """The workflow as a graph: steps in columns by depth, an arrow per dependency, each step
+    coloured by its state (grey: not started)."""
+    depth: dict[str, int] = {}
+    for name, step in plan.items():  # plans are listed in workflow order: dependencies first
+        if not step.is_check:
+            depth[name] = 1 + max((depth.get(dep, 0) for dep in step.after), default=-1)
+    columns: dict[int, list[str]] = {}
+    for name, level in depth.items():
+        columns.setdefault(level, []).append(name)
+    box_w, box_h, gap_x, gap_y = 140, 34, 60, 16
+    where = {
+        name: (level * (box_w + gap_x) + 5, row * (box_h + gap_y) + 5)
+        for level, names in columns.items()
+        for row, name in enumerate(names)
+    }
+    width = (max(columns, default=0) + 1) * (box_w + gap_x)
+    height = max((len(names) for names in columns.values()), default=1) * (box_h + gap_y) + 10
+    parts = [f'<svg class="dag" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
+    for name in depth:
+        for dep in plan[name].after:
+            if dep in where:
+                (x1, y1), (x2, y2) = where[dep], where[name]
+                parts.append(
+                    f'<line x1="{x1 + box_w}" y1="{y1 + box_h / 2}" x2="{x2}" y2="{y2 + box_h / 2}" stroke="#8c959f"/>'
+                )
+    for name, (x, y) in where.items():
+        state = status.steps[name].state if name in status.steps else "pending"
+        colour = _STATE_COLOURS.get(state, "#d0d7de")
+        parts.append(
+            f'<g class="node" data-step="{html.escape(name)}" data-state="{html.escape(state)}">'
+            f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="{colour}"/>'
+            f'<text x="{x + 8}" y="{y + 21}" font-size="12" fill="white">{html.escape(name)} · {html.escape(state)}'
+            f"</text></g>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -270,7 +314,7 @@ def render_html(runs: list[tuple[RunStatus, RunTimings]], agg: Aggregate | None 
             f"<p>wall {_ms(timings.wall_s)} ms, overhead {_ms(timings.overhead_s)} ms ({ratio}), parked "
             f"{_ms(timings.parked_s)} ms, tokens {timings.prompt_tokens}/{timings.completion_tokens} "
             f"(cached {timings.cached_tokens}, re-injected {timings.reinjected_tokens}; {broadcast_saving(timings)}), "
-            f"broker messages {timings.broker_messages}</p>" + _gantt(status, timings) + _step_table(timings)
+            f"broker messages {timings.broker_messages}</p>" + gantt_svg(status, timings) + _step_table(timings)
         )
     histograms = ""
     if len(runs) == 1:

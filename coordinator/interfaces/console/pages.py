@@ -17,14 +17,17 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from coordinator.engine.approvals import resume
 from coordinator.engine.checkpoints import get_approval, pending_approvals
-from coordinator.engine.operator import retry_step
+from coordinator.engine.links import LINK_ACTOR, link_spent, read_link, spend_link
+from coordinator.engine.operator import abort_run, retry_step, skip_step
 from coordinator.interfaces.console.forms import data_from_form, fields_of
 from coordinator.interfaces.console.session import COOKIE, Session, Sessions
 from coordinator.interfaces.runner import get_run
 from coordinator.observation.live import follow, sse_id
+from coordinator.observation.report import dag_svg, gantt_svg
 from proj.credentials import identify
 from proj.errors import (
     AgentchordError,
@@ -132,28 +135,65 @@ def mount_console(api: FastAPI, settings: Settings, registry: Registry) -> None:
             return page(request, "message.html", session, 404, title="Not found", message=str(exc))
         if "approve" not in session.who.scopes:
             return page(request, "message.html", session, 403, title="Forbidden", message="Your token cannot decide.")
+        outcome = _decide(request, session, view, form, session.who.name)
+        if outcome is not None:
+            return outcome
+        return RedirectResponse(f"/ui/runs/{view.run_id}", status_code=303)
+
+    @api.get("/ui/decide/{link}", include_in_schema=False)
+    def link_page(request: Request, link: str) -> Response:
+        """An approval opened from a notification's decision link: no login, this approval only."""
+        claim = read_link(settings, link)
+        if claim is None or link_spent(registry, claim):
+            return page(request, "message.html", None, 410, title="Link expired", message=_LINK_GONE)
+        try:
+            view = get_approval(registry, settings, claim.approval_id)
+        except ApprovalNotFoundError as exc:
+            return page(request, "message.html", None, 404, title="Not found", message=str(exc))
+        fields = fields_of(view.data_schema)
+        return page(request, "approval.html", None, view=view, fields=fields, errors=[], action=request.url.path)
+
+    @api.post("/ui/decide/{link}", include_in_schema=False)
+    async def decide_by_link(request: Request, link: str) -> Response:
+        claim = read_link(settings, link)
+        origin = request.headers.get("origin")
+        if origin is not None and origin.rstrip("/") != f"{request.url.scheme}://{request.url.netloc}":
+            return Response("a form from another site", status_code=403, media_type="text/plain")
+        if claim is None or link_spent(registry, claim):
+            return page(request, "message.html", None, 410, title="Link expired", message=_LINK_GONE)
+        form = {key: str(value) for key, value in (await request.form()).items()}
+        try:
+            view = get_approval(registry, settings, claim.approval_id)
+        except ApprovalNotFoundError as exc:
+            return page(request, "message.html", None, 404, title="Not found", message=str(exc))
+        outcome = _decide(request, None, view, form, LINK_ACTOR, action=request.url.path)
+        if outcome is None:
+            spend_link(registry, claim)
+            return page(request, "message.html", None, 200, title="Thank you", message="Your decision was recorded.")
+        return outcome
+
+    def _decide(
+        request: Request, session: Session | None, view: Any, form: dict[str, str], actor: str, action: str = ""
+    ) -> Response | None:
+        """Decide ``view`` from a submitted form through the one resume path; None when it was
+        decided, else the page that says why not (schema errors, the winner, a closed run)."""
         decision: Literal["approve", "reject"] = "reject" if form.get("decision") == "reject" else "approve"
         data = data_from_form(view.data_schema, form) if decision == "approve" else None
         try:
-            resume(
-                registry,
-                approval_id,
-                decision,
-                comment=form.get("comment", "")[:10_000],
-                data=data,
-                actor=session.who.name,
-                check_decider=True,
-            )
+            resume(registry, view.id, decision, comment=form.get("comment", "")[:10_000], data=data, actor=actor,
+                   check_decider=True)  # fmt: skip
         except ApprovalDataError as exc:
             fields = fields_of(view.data_schema)
-            return page(request, "approval.html", session, 422, view=view, fields=fields, errors=exc.errors)
+            return page(
+                request, "approval.html", session, 422, view=view, fields=fields, errors=exc.errors, action=action
+            )
         except ApprovalConflictError:
             # Exactly one decision wins: show who decided, and when.
-            return page(request, "approval.html", session, 409, view=get_approval(registry, settings, approval_id),
-                        fields=[], errors=[], lost=True)  # fmt: skip
+            current = get_approval(registry, settings, view.id)
+            return page(request, "approval.html", session, 409, view=current, fields=[], errors=[], lost=True)
         except (ApprovalClosedError, ForbiddenError) as exc:
             return page(request, "message.html", session, 409, title="Not decided", message=str(exc))
-        return RedirectResponse(f"/ui/runs/{view.run_id}", status_code=303)
+        return None
 
     @api.get("/ui/runs", include_in_schema=False)
     def runs_page(
@@ -202,11 +242,27 @@ def mount_console(api: FastAPI, settings: Settings, registry: Registry) -> None:
 
     @api.post("/ui/runs/{run_id}/cancel", include_in_schema=False)
     async def cancel(request: Request, run_id: str, session: SignedIn) -> Response:
-        return await _operate(request, session, run_id, lambda who: get_run(run_id, settings=settings).cancel())
+        return await _operate(request, session, run_id, lambda who, form: get_run(run_id, settings=settings).cancel())
 
     @api.post("/ui/runs/{run_id}/steps/{step}/retry", include_in_schema=False)
     async def retry(request: Request, run_id: str, step: str, session: SignedIn) -> Response:
-        return await _operate(request, session, run_id, lambda who: retry_step(registry, run_id, step, actor=who))
+        return await _operate(request, session, run_id, lambda who, form: retry_step(registry, run_id, step, actor=who))
+
+    @api.post("/ui/runs/{run_id}/abort", include_in_schema=False)
+    async def abort(request: Request, run_id: str, session: SignedIn) -> Response:
+        return await _operate(request, session, run_id, lambda who, form: abort_run(
+            registry, run_id, form.get("reason", "")[:2000], actor=who))  # fmt: skip
+
+    @api.post("/ui/runs/{run_id}/steps/{step}/skip", include_in_schema=False)
+    async def skip(request: Request, run_id: str, step: str, session: SignedIn) -> Response:
+        def give_output(who: str, form: dict[str, str]) -> None:
+            try:
+                output = json.loads(form.get("output_json", "") or "null")
+            except json.JSONDecodeError as exc:
+                raise StepStateError(run_id, step, "skip", f"given an output that is not JSON ({exc})") from None
+            skip_step(registry, run_id, step, output, actor=who)
+
+        return await _operate(request, session, run_id, give_output)
 
     async def _operate(request: Request, session: Session, run_id: str, action: Any) -> Response:
         form = await form_of(request, session)
@@ -215,7 +271,7 @@ def mount_console(api: FastAPI, settings: Settings, registry: Registry) -> None:
         if "operate" not in session.who.scopes:
             return page(request, "message.html", session, 403, title="Forbidden", message="Your token cannot operate.")
         try:
-            action(session.who.name)
+            action(session.who.name, form)
         except (RunNotFoundError, StepStateError, AgentchordError) as exc:
             return page(request, "message.html", session, 409, title="Not done", message=str(exc))
         return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
@@ -245,16 +301,23 @@ SignedIn = Annotated[Session, Depends(signed_in)]
 def _run_values(run: Any, registry: Registry) -> dict[str, Any]:
     status = run.status()
     events = run.events()
+    timings = run.timings()
     return {
         "status": status,
-        "timings": run.timings(),
+        "timings": timings,
         "results": registry.results(run.id),
         "events": events,
         "last_event_id": sse_id(events[-1]) if events else "",
         "progress": _progress_by_step(registry.progress(run.id)),
+        # Built by the report (its names escaped there): markup the template inserts as is.
+        "dag": Markup(dag_svg(run.plan(), status)),
+        "gantt": Markup(gantt_svg(status, timings)),
         "approvals": run.approvals(),
         "ended": status.state in ("succeeded", "failed", "cancelled", "rejected"),
     }
+
+
+_LINK_GONE = "This decision link has expired or was used already. Ask for the approval again, or log in."
 
 
 def _progress_by_step(entries: list[Any]) -> dict[str, tuple[str, str]]:
