@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,6 +28,8 @@ from proj.settings import Settings
 class OpenAICompatibleModel:
     """One model on one OpenAI-compatible server."""
 
+    streams = True  # asked to (on_token), it requests a streamed answer and hands each piece on
+
     def __init__(self, settings: Settings, model: str, limiter: RateLimiter | None = None) -> None:
         self.settings = settings
         self.name = model
@@ -38,7 +41,12 @@ class OpenAICompatibleModel:
         self._http = httpx.Client(base_url=settings.llm_base_url.rstrip("/") + "/", headers=headers)
 
     def complete(
-        self, messages: list[Message], *, task: str | None = None, json_schema: dict[str, Any] | None = None
+        self,
+        messages: list[Message],
+        *,
+        task: str | None = None,
+        json_schema: dict[str, Any] | None = None,
+        on_token: Callable[[str], None] | None = None,
     ) -> Completion:
         conversation = [m.model_dump() for m in messages]
         waited = prompt_tokens = completion_tokens = cached_tokens = 0.0
@@ -48,7 +56,7 @@ class OpenAICompatibleModel:
                 # Reserve the prompt and the most the answer may take; waiting is not work.
                 reserve = sum(count_tokens(m["content"]) for m in conversation) + self.settings.llm_max_tokens
                 waited += self.limiter.acquire(tokens=reserve)
-            body = self._request(conversation, task, json_schema)
+            body = self._request(conversation, task, json_schema, on_token)
             text, usage = _answer(body, self.provider)
             prompt_tokens += usage.get("prompt_tokens") or sum(count_tokens(m["content"]) for m in conversation)
             completion_tokens += usage.get("completion_tokens") or count_tokens(text)
@@ -79,7 +87,13 @@ class OpenAICompatibleModel:
         """Close the HTTP connection pool (the process-wide cached model never needs to)."""
         self._http.close()
 
-    def _request(self, conversation: list[dict[str, Any]], task: str | None, schema: dict[str, Any] | None) -> Any:
+    def _request(
+        self,
+        conversation: list[dict[str, Any]],
+        task: str | None,
+        schema: dict[str, Any] | None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> Any:
         payload: dict[str, Any] = {
             "model": self.name,
             "messages": conversation,
@@ -93,21 +107,57 @@ class OpenAICompatibleModel:
             }
         elif schema is not None and self.settings.llm_json_mode == "object":
             payload["response_format"] = {"type": "json_object"}
+        if on_token is not None:
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
         try:
+            if on_token is not None:
+                return self._streamed(payload, on_token)
             response = self._http.post("chat/completions", json=payload, timeout=self.settings.llm_timeout_s)
         except httpx.TimeoutException as exc:
             raise TransientModelError(self.provider, f"timeout: {type(exc).__name__}") from None
         except httpx.TransportError as exc:
             raise TransientModelError(self.provider, f"connection failed: {type(exc).__name__}") from None
+        self._check_status(response)
+        try:
+            return response.json()
+        except json.JSONDecodeError:
+            raise TransientModelError(self.provider, "the response body is not JSON") from None
+
+    def _check_status(self, response: httpx.Response) -> None:
         if response.status_code == 429 or response.status_code >= 500:
             retry_after = _retry_after_s(response.headers.get("retry-after"))
             raise TransientModelError(self.provider, f"HTTP {response.status_code}", retry_after)
         if response.status_code >= 400:
             raise PermanentModelError(self.provider, f"HTTP {response.status_code}: {response.text[:300]}")
-        try:
-            return response.json()
-        except json.JSONDecodeError:
-            raise TransientModelError(self.provider, "the response body is not JSON") from None
+
+    def _streamed(self, payload: dict[str, Any], on_token: Callable[[str], None]) -> dict[str, Any]:
+        """A streamed answer (Server-Sent Events of chunks): each content delta goes to
+        ``on_token`` as it arrives; returns the whole answer shaped like a non-streamed one."""
+        pieces: list[str] = []
+        usage: dict[str, Any] = {}
+        with self._http.stream("POST", "chat/completions", json=payload, timeout=self.settings.llm_timeout_s) as reply:
+            if reply.status_code >= 400:
+                reply.read()
+                self._check_status(reply)
+            for line in reply.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[len("data:") :].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    chunk = json.loads(data)
+                except json.JSONDecodeError:
+                    raise TransientModelError(self.provider, "a streamed chunk is not JSON") from None
+                for choice in chunk.get("choices") or []:
+                    delta = (choice.get("delta") or {}).get("content")
+                    if delta:
+                        pieces.append(delta)
+                        on_token(delta)
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+        return {"choices": [{"message": {"content": "".join(pieces)}}], "usage": usage}
 
 
 def _answer(body: Any, provider: str) -> tuple[str, dict[str, int]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 import agents  # noqa: F401  (registers the offline skills the answers come from)
 from agents.llm import Message
@@ -25,6 +25,15 @@ from agents.offline import OfflineModel
 from proj.redis_server import free_port
 
 API_KEY = "fake-key-123"
+
+
+USAGE = {
+    "prompt_tokens": 123,
+    "completion_tokens": 45,
+    "total_tokens": 168,
+    # As OpenAI reports prefix-cache hits.
+    "prompt_tokens_details": {"cached_tokens": 100, "audio_tokens": 0},
+}
 
 
 class FakeOpenAI:
@@ -37,7 +46,7 @@ class FakeOpenAI:
         app = FastAPI()
 
         @app.post("/v1/chat/completions")
-        async def complete(request: Request) -> JSONResponse:
+        async def complete(request: Request) -> Response:
             body = await request.json()
             with self._lock:
                 self.requests.append({"body": body, "authorization": request.headers.get("authorization")})
@@ -51,7 +60,7 @@ class FakeOpenAI:
             self.seen[marker] = self.seen.get(marker, 0) + 1
             return self.seen[marker] == 1
 
-    def _answer(self, body: dict[str, Any]) -> JSONResponse:
+    def _answer(self, body: dict[str, Any]) -> Response:
         last = body["messages"][-1]["content"]
         # Markers are read from the caller's own prompt (every message before a repair round).
         first_user = "\n".join(
@@ -76,7 +85,9 @@ class FakeOpenAI:
         del last
         return self._completion(body, answer, usage="[[no-usage]]" not in first_user)
 
-    def _completion(self, body: dict[str, Any], text: str, usage: bool) -> JSONResponse:
+    def _completion(self, body: dict[str, Any], text: str, usage: bool) -> Response:
+        if body.get("stream"):
+            return self._streamed(body, text, usage)
         payload: dict[str, Any] = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -84,14 +95,23 @@ class FakeOpenAI:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         }
         if usage:
-            payload["usage"] = {
-                "prompt_tokens": 123,
-                "completion_tokens": 45,
-                "total_tokens": 168,
-                # As OpenAI reports prefix-cache hits.
-                "prompt_tokens_details": {"cached_tokens": 100, "audio_tokens": 0},
-            }
+            payload["usage"] = USAGE
         return JSONResponse(payload)
+
+    def _streamed(self, body: dict[str, Any], text: str, usage: bool) -> StreamingResponse:
+        """As OpenAI streams (``stream: true``): content deltas, then (``include_usage``) a last
+        chunk with no choices and the usage, then ``[DONE]``."""
+        pieces = [text[i : i + 12] for i in range(0, len(text), 12)]
+
+        def chunk(fields: dict[str, Any]) -> str:
+            return "data: " + json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                                          "model": body["model"], **fields}) + "\n\n"  # fmt: skip
+
+        events = [chunk({"choices": [{"index": 0, "delta": {"content": piece}}]}) for piece in pieces]
+        if usage and (body.get("stream_options") or {}).get("include_usage"):
+            events.append(chunk({"choices": [], "usage": USAGE}))
+        events.append("data: [DONE]\n\n")
+        return StreamingResponse(iter(events), media_type="text/event-stream")
 
     def about(self, marker: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -281,3 +281,16 @@ def test_an_operator_skips_a_failed_step_from_its_run_page(
     expect(page.locator("#run-state")).to_have_text("succeeded", timeout=30_000)
     assert run.wait(timeout=30)["fails"] == {"fixed": "by hand"}
     assert any(e.type == "operator_skip" and e.fields["actor"] == "token" for e in run.events())
+
+
+def test_outputs_read_as_trees_with_code_as_code(browser: Browser, api: ApiProcess, client: redis.Redis) -> None:
+    from coordinator.interfaces.demo import SAMPLE_DIFF
+
+    run = start("code_review", input={"diff": SAMPLE_DIFF})
+    results = run.wait(timeout=60)
+    page = logged_in(browser, api)
+    page.goto(f"/ui/runs/{run.id}")
+    docs = page.locator("section.output", has=page.locator("h3", has_text="docs"))
+    # The Markdown the doc generator wrote is a code block, line breaks kept; the fields a tree.
+    expect(docs.locator("pre.code")).to_have_text(results["docs"]["markdown"])
+    expect(docs.locator("dl.tree > dt")).to_have_text(list(results["docs"]))  # in the output's own order

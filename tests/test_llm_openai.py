@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from coordinator.interfaces.demo import SAMPLE_DIFF
 from proj.errors import PermanentModelError, RunNeedsAttentionError, TransientModelError
 from proj.policy import RetryPolicy
 from proj.ratelimit import RateLimit, RateLimiter
+from proj.registry import registry_for
 from proj.settings import Settings
 from tests.fake_openai import API_KEY, FakeOpenAI
 
@@ -113,6 +116,7 @@ def test_permanent_model_error_escalates_without_retries(client: redis.Redis) ->
 LIMIT_SCRIPT = """
 import sys, time, redis
 from proj.ratelimit import RateLimit, RateLimiter
+from proj.registry import registry_for
 client = redis.Redis.from_url(sys.argv[1])
 limiter = RateLimiter(client, sys.argv[2], RateLimit(requests=10, tokens=None, window_s=1.0))
 end = time.time() + 3
@@ -153,3 +157,20 @@ def test_token_limit_counts_reservations(client: redis.Redis, settings: Settings
     assert limiter.acquire(tokens=600) < 0.05
     waited = limiter.acquire(tokens=600)  # would exceed 1000 in the window: waits for the first
     assert 0.5 < waited < 1.5
+
+
+@pytest.mark.usefixtures("worker")
+def test_an_openai_role_streams_its_answer_to_the_runs_progress(
+    client: redis.Redis, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    marker = uuid.uuid4().hex
+    wf = Workflow(name="llm_streamed", steps=[Step(name="review", agent="reviewer_llm")])
+    run = start(wf, input={"diff": SAMPLE_DIFF, "case": marker})
+    results = run.wait(timeout=60)
+    sent = fake_openai.about(marker)[-1]["body"]
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    pieces = [e.fields["text"] for e in registry_for(settings).progress(run.id) if e.type == "tokens"]
+    # The answer arrived in pieces (the fake sends 12 characters each), in order, and is the result.
+    assert len(pieces) > 1 and json.loads("".join(pieces)) == results["review"]
+    step = run.timings().steps[0]
+    assert (step.prompt_tokens, step.completion_tokens, step.cached_tokens) == (123, 45, 100)  # the last chunk's usage
