@@ -18,7 +18,7 @@ from proj.tracing import span
 
 # The first message of a prompt shaped for prefix caching (StepContext.prompt): the run's shared
 # context, byte-identical for every step of a run, so a provider serves it from its cache.
-SHARED_CONTEXT_HEADER = "Shared context of this run (the same for every step), as JSON:\n"
+SHARED_CONTEXT_HEADER = "Run context (JSON):\n"
 
 
 class Message(BaseModel):
