@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 import redis
 
@@ -11,7 +12,7 @@ from coordinator import Approval, Step, Workflow, builtin_workflow, get_run, lis
 from coordinator.engine.compile import agent_signature
 from coordinator.engine.dispatch import dispatch_ready
 from coordinator.interfaces.demo import SAMPLE_DIFF
-from coordinator.interfaces.stack import WorkerProcess
+from coordinator.interfaces.stack import ApiProcess, WorkerProcess
 from proj.celery import app
 from proj.errors import (
     IdempotencyConflictError,
@@ -23,6 +24,7 @@ from proj.errors import (
 from proj.registry import registry_for
 from proj.settings import Settings
 from tests.conftest import wait_for
+from tests.test_approvals import bearer
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -279,3 +281,14 @@ def test_uses_naming_what_a_dependency_lacks_is_refused_before_anything_runs(
     with pytest.raises(WorkflowSpecError, match=message):
         start(Workflow(name="bad_uses", steps=steps), input={})
     assert sorted(client.scan_iter("agentchord-test:*")) == before  # nothing stored, nothing sent
+
+
+def test_uses_is_checked_when_the_workflow_is_defined_and_over_http(api: ApiProcess, client: redis.Redis) -> None:
+    steps = [Step(name="review", agent="reviewer"), Step(name="look", agent="inspector", after=["review"])]
+    bad = steps[1].model_copy(update={"uses": {"review": ["verdict"]}})
+    with pytest.raises(WorkflowSpecError, match="whose output has the fields summary, findings, approve"):
+        Workflow(name="defined_badly", steps=[steps[0], bad])  # the roles are registered: checked now
+    spec = {"name": "sent_badly", "steps": [{"name": "review", "agent": "reviewer"},
+            {"name": "look", "agent": "inspector", "after": ["review"], "uses": {"review": ["verdict"]}}]}  # fmt: skip
+    answer = httpx.post(f"{api.url}/workflows", json={"spec": spec}, headers=bearer(), timeout=10)
+    assert answer.status_code == 422 and "verdict" in answer.json()["detail"]

@@ -29,6 +29,7 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 
+import agents
 from proj.errors import (
     CycleError,
     DuplicateStepError,
@@ -210,6 +211,8 @@ class Workflow(BaseModel):
                     raise WorkflowSpecError(
                         f"step {step.name!r} has `when` on {router!r}, which must also be in its `after`"
                     )
+        # Fields of roles already registered are checked now, when the workflow is defined.
+        self.check_uses(agents.output_fields, known=set(agents.known_roles()))
         return self
 
     def dependencies(self) -> dict[str, list[str]]:
@@ -226,12 +229,16 @@ class Workflow(BaseModel):
             if step.validation is not None and step.validation.agent not in known:
                 raise UnknownAgentError(step.validation.agent, f"{step.name} (validate)", known)
 
-    def check_uses(self, output_fields: Callable[[str], list[str] | None]) -> None:
+    def check_uses(self, output_fields: Callable[[str], list[str] | None], known: set[str] | None = None) -> None:
         """Every field a step ``uses`` exists in its dependency's declared output model
-        (``output_fields(role)``: that model's field names, None when the role declares none)."""
+        (``output_fields(role)``: that model's field names, None when the role declares none).
+        ``known``: check only dependencies run by these roles (the others are checked at start,
+        once every agent module is loaded)."""
         for step in self.steps:
             for dependency, fields in (step.uses or {}).items():
                 source = self.step(dependency)
+                if known is not None and source.agent is not None and source.agent not in known:
+                    continue
                 declared = output_fields(source.agent) if source.agent else None
                 if declared is None:
                     what = f"role {source.agent!r}" if source.agent else "an approval gate"
