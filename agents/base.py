@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import Task
+from celery.signals import celeryd_init
 from pydantic import BaseModel
 
 from agents.role import AgentFunction, AgentRole
@@ -27,7 +28,7 @@ from agents.runtime import execute_step
 from proj.celery import app, current_settings
 from proj.errors import ConfigurationError
 from proj.policy import RetryPolicy
-from proj.queues import COORDINATOR_QUEUE, agent_task_name
+from proj.queues import COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE, agent_task_name
 
 F = TypeVar("F", bound=AgentFunction)
 
@@ -131,3 +132,15 @@ def load_agent_modules(modules: tuple[str, ...] | list[str]) -> None:
             raise ConfigurationError(
                 f"cannot import agent module {module!r} listed in AGENTCHORD_AGENT_MODULES: {exc}"
             ) from exc
+
+
+@celeryd_init.connect  # type: ignore[untyped-decorator]
+def _serve_every_role_by_default(**_kwargs: Any) -> None:
+    """``celery -A proj worker`` with no ``-Q`` serves every declared role and the coordinator and
+    notifications queues (Celery alone would consume only the default queue): the first command a
+    Celery user runs, and the one-process development setup. ``-Q`` narrows it, ``-X reviewer``
+    leaves a role out. Runs after the worker imported the agent modules, before it picks queues."""
+    queues = app.amqp.queues
+    for name in (COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE, *known_roles()):
+        if name not in queues:
+            queues.add(name)

@@ -8,6 +8,7 @@ import httpx
 import pytest
 import redis
 
+import agents
 from coordinator import Approval, Step, Workflow, builtin_workflow, get_run, list_runs, start
 from coordinator.engine.compile import agent_signature
 from coordinator.engine.dispatch import dispatch_ready
@@ -292,3 +293,28 @@ def test_uses_is_checked_when_the_workflow_is_defined_and_over_http(api: ApiProc
             {"name": "look", "agent": "inspector", "after": ["review"], "uses": {"review": ["verdict"]}}]}  # fmt: skip
     answer = httpx.post(f"{api.url}/workflows", json={"spec": spec}, headers=bearer(), timeout=10)
     assert answer.status_code == 422 and "verdict" in answer.json()["detail"]
+
+
+def test_a_worker_without_queues_serves_every_role_and_x_leaves_one_out(
+    settings: Settings, client: redis.Redis
+) -> None:
+    from proj.celery import app as celery_app
+    from proj.queues import COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE
+    from tests.conftest import TEST_AGENT_MODULE, start_worker
+
+    everything = start_worker([], "everything", settings, concurrency=1)
+    narrowed = start_worker([], "all_but_reviewer", settings, concurrency=1, extra_args=["-X", "reviewer"])
+    try:
+        served = celery_app.control.inspect(destination=[everything.hostname, narrowed.hostname], timeout=5)
+        queues = {host: {q["name"] for q in found} for host, found in (served.active_queues() or {}).items()}
+        # The roles the workers import (built-ins and the tests' module), not ones a test registered
+        # in this process only.
+        modules = {name: role.function.__module__ for name in agents.known_roles() if (role := agents.get_role(name))}
+        roles = {
+            name for name, module in modules.items() if module.startswith("agents.") or module == TEST_AGENT_MODULE
+        }
+        assert queues[everything.hostname] == roles | {COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE}
+        assert queues[narrowed.hostname] == queues[everything.hostname] - {"reviewer"}
+    finally:
+        everything.stop()
+        narrowed.stop()

@@ -98,7 +98,7 @@ class WorkerProcess:
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "celery", "-A", "proj", "worker",
-            "-Q", ",".join(self.queues), "-n", self.hostname,
+            *(["-Q", ",".join(self.queues)] if self.queues else []), "-n", self.hostname,
             "-c", str(self.concurrency), "-P", self.pool,
             "--loglevel", "INFO", "--without-mingle", "--without-gossip",
             *self.extra_args,
