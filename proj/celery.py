@@ -12,9 +12,18 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_embedded_init, beat_init, worker_init, worker_process_init
+from celery.signals import (
+    beat_embedded_init,
+    beat_init,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
+from proj.heartbeat import Heartbeat
 from proj.queues import COORDINATOR_QUEUE, SWEEP_DEADLINES_TASK, WATCHDOG_TASK, route_task
+from proj.registry import registry_for
 from proj.settings import Settings
 from proj.tracing import setup_tracing
 
@@ -84,6 +93,20 @@ def _quiet_beat(sender: Any = None, **_kwargs: Any) -> None:
         app.conf.task_send_sent_event = False
 
 
+_heartbeats: list[Heartbeat] = []
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def _start_heartbeat(sender: Any = None, **_kwargs: Any) -> None:
+    _heartbeats.append(Heartbeat(registry_for(_settings), sender).start())
+
+
+@worker_shutdown.connect  # type: ignore[untyped-decorator]
+def _stop_heartbeat(**_kwargs: Any) -> None:
+    for heartbeat in _heartbeats:
+        heartbeat.stop()
+
+
 def configure(settings: Settings) -> None:
     """Point the app (and the registry client) at ``settings``; call before first use."""
     global _settings
@@ -103,6 +126,7 @@ logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 _settings = Settings()
 app = Celery("agentchord")
+import proj.heartbeat  # noqa: E402  (connects the worker's heartbeat)
 import proj.timers  # noqa: E402,F401  (connects the worker's timer compaction)
 
 app.conf.update(celery_config(_settings))

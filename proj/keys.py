@@ -88,6 +88,15 @@ class Keys:
         return f"{self.prefix}:idem:{key}"
 
     @property
+    def workers(self) -> str:
+        """Hash: worker hostname -> its last heartbeat (queues, concurrency, in flight, seen at)."""
+        return f"{self.prefix}:workers"
+
+    def no_worker_reported(self, run_id: str, step: str) -> str:
+        """String with a TTL: the run's ``no_worker`` event for ``step`` was written."""
+        return f"{self.prefix}:no-worker:{run_id}:{step}"
+
+    @property
     def pending_approvals(self) -> str:
         """Sorted set: pending approval ids scored by when they were requested."""
         return f"{self.prefix}:approvals:pending"

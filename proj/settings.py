@@ -182,6 +182,9 @@ class Settings(BaseSettings):
         default=False,
         description="Models stream their tokens to the run's progress stream as they arrive (the console shows them).",
     )
+    worker_heartbeat_s: float = Field(
+        default=5.0, gt=0, description="How often a worker announces its queues; gone after three missed."
+    )
     sse_max_s: float = Field(
         default=300.0, gt=0, description="Longest one event stream connection stays open (clients reconnect)."
     )

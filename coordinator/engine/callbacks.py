@@ -21,12 +21,13 @@ from typing import Any
 import redis
 from celery.signals import worker_ready
 
+import agents
 from agents.runtime import give_up
 from coordinator.engine.approvals import sweep_deadlines
 from coordinator.engine.checkpoints import ApprovalId, park_failure
 from coordinator.engine.dispatch import dispatch_ready
 from coordinator.engine.notify import TransientDeliveryError, deliver
-from coordinator.engine.watchdog import sweep_stalled
+from coordinator.engine.watchdog import flag_unserved, sweep_stalled
 from proj.celery import app, current_settings
 from proj.messages import send_step
 from proj.queues import (
@@ -129,8 +130,11 @@ def escalate_to_approval(run_id: str, step: str, error: str) -> bool:
 
 @app.task(name=WATCHDOG_TASK, ignore_result=True, send_events=False)  # type: ignore[untyped-decorator]
 def watchdog() -> dict[str, list[str]]:
-    """Re-drive runs with no progress past AGENTCHORD_WATCHDOG_STALL_S."""
-    return sweep_stalled(registry_for(current_settings()))
+    """Re-drive runs with no progress past AGENTCHORD_WATCHDOG_STALL_S; flag steps that wait for
+    a role no live worker serves."""
+    registry = registry_for(current_settings())
+    flag_unserved(registry, agents.known_roles())
+    return sweep_stalled(registry)
 
 
 @worker_ready.connect  # type: ignore[untyped-decorator]

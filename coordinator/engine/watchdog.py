@@ -51,6 +51,27 @@ def redrive(registry: Registry, run_id: str) -> list[str]:
     return orphans
 
 
+def flag_unserved(registry: Registry, roles: list[str]) -> list[tuple[str, str]]:
+    """A ``no_worker`` event, once, on every run with a step waiting in a role's queue that no
+    live worker serves (heartbeats: proj.registry.workers); returns the (run, step) pairs flagged
+    now. Run with the watchdog, off the step path. A worker that starts later picks the work up."""
+    served = {queue for worker in registry.live_workers() for queue in worker.queues}
+    unserved = [role for role in roles if role not in served]
+    flagged = []
+    for queue, depth in registry.queue_depths(unserved).items():
+        if not depth:
+            continue
+        for task_id in registry.waiting_task_ids(queue):
+            run_id, _, step = task_id.partition(".")
+            if not step or not registry.run_record(run_id):
+                continue
+            marker = registry.keys.no_worker_reported(run_id, step)
+            if registry.client.set(marker, "1", nx=True, ex=registry.settings.finished_run_ttl_s):
+                registry.add_event(run_id, "no_worker", step=step, queue=queue)
+                flagged.append((run_id, step))
+    return flagged
+
+
 def sweep_stalled(registry: Registry) -> dict[str, list[str]]:
     """Re-drive every run without progress for ``watchdog_stall_s``; {run: re-sent steps}.
     Also drops expired runs from the runs index."""

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, m
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agents import known_roles, load_agent_modules
 from coordinator.engine.approvals import resume
 from coordinator.engine.checkpoints import ApprovalView, get_approval, pending_approvals
 from coordinator.engine.operator import abort_run, require_step, retry_step, skip_step
@@ -52,6 +53,7 @@ from coordinator.interfaces.problems import (
 from coordinator.interfaces.runner import get_run, start
 from coordinator.observation.live import follow
 from coordinator.observation.metrics import RegistryCollector
+from coordinator.observation.roles import RoleView, role_views
 from coordinator.observation.status import RunStatus
 from coordinator.observation.timing import RunTimings
 from proj.celery import configure
@@ -245,6 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure(settings)
     setup_tracing(settings)
     registry = registry_for(settings)
+    load_agent_modules(settings.agent_modules)  # the roles /roles lists and inline specs name
     api = FastAPI(
         title="agentchord",
         summary="Start multi-agent workflows, follow them, and resume runs parked at approval gates.",
@@ -460,6 +463,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Cancel the run: nothing is dispatched after this; pending approvals close. Scope ``operate``."""
         allow(auth, "operate", "cancel runs")
         return CancelResponse(run_id=run_id, cancelled=get_run(run_id, settings=settings).cancel())
+
+    @api.get("/roles", response_model=list[RoleView], responses=_problems())
+    def list_roles(auth: tuple[Identity, bytes] = Depends(caller)) -> list[RoleView]:
+        """Each role's queue: live workers (by heartbeat), concurrency, tasks in flight, messages
+        waiting and how long the oldest has waited. Scope ``read``."""
+        allow(auth, "read", "read roles")
+        return role_views(registry, known_roles())
 
     @api.get("/approvals", response_model=list[ApprovalView], responses=_problems(422))
     def list_approvals(

@@ -32,6 +32,7 @@ from coordinator.observation.report import (
     timing_table,
     token_table,
 )
+from coordinator.observation.roles import role_views, waiting_for_workers
 from proj.celery import configure
 from proj.errors import AgentchordError, RunNeedsAttentionError
 from proj.registry import registry_for
@@ -260,6 +261,11 @@ def status(
         for name, step in current.steps.items():
             if step.error:
                 console.print(f"step {name} failed: {step.error}", highlight=False, markup=False)
+        waiting = waiting_for_workers(handle.events())
+        for name, queue in waiting.items():
+            if current.steps.get(name) and current.steps[name].state == "dispatched":
+                hint = f"step {name} is waiting for a worker on queue {queue}: none is running"
+                console.print(f"{hint} (start one: celery -A proj worker -Q {queue})", highlight=False, markup=False)
         if current.state == "needs_attention":
             _print_next_steps(run_id)
 
@@ -293,6 +299,19 @@ def report(
         console.print(token_table(runs[0][1]))
     elif agg is not None:
         console.print(aggregate_table(agg, f"workflow {workflow}" if workflow else "all workflows"))
+
+
+@cli.command()
+def roles() -> None:
+    """Each role's queue: live workers, concurrency, tasks in flight, messages waiting, oldest age."""
+    settings = _settings()
+    agents.load_agent_modules(settings.agent_modules)
+    table = Table("queue", "live workers", "concurrency", "in flight", "waiting", "oldest waiting")
+    for view in role_views(registry_for(settings), agents.known_roles()):
+        oldest = "-" if view.oldest_waiting_s is None else duration(view.oldest_waiting_s)
+        workers = ", ".join(view.workers) or ("NONE" if view.waiting else "-")
+        table.add_row(view.queue, workers, str(view.concurrency), str(view.in_flight), str(view.waiting), oldest)
+    console.print(table)
 
 
 @cli.command()

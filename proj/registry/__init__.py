@@ -28,6 +28,7 @@ from proj.registry.records import (
 from proj.registry.runs import RunsMixin
 from proj.registry.steps import StepsMixin
 from proj.registry.validation import ValidationMixin
+from proj.registry.workers import WorkerBeat, WorkersMixin
 from proj.settings import Settings
 
 __all__ = [
@@ -39,12 +40,13 @@ __all__ = [
     "Registry",
     "RunSnapshot",
     "StepWork",
+    "WorkerBeat",
     "registry_for",
     "step_records_of",
 ]
 
 
-class Registry(RunsMixin, StepsMixin, ApprovalsMixin, EventsMixin, ValidationMixin):
+class Registry(RunsMixin, StepsMixin, ApprovalsMixin, EventsMixin, ValidationMixin, WorkersMixin):
     """Registry operations over one Redis connection pool.
 
     Example:

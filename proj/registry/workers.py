@@ -1,0 +1,67 @@
+"""The live role registry: which workers serve which queues, seen by their heartbeats.
+
+Every worker's main process writes one hash field every ``AGENTCHORD_WORKER_HEARTBEAT_S``
+(its queues, concurrency and tasks in flight); a worker not seen for three intervals is gone.
+Queue depths and the oldest waiting message are read from the broker's lists (the Redis
+transport keeps a queue's messages in a list named after it, oldest at the right end).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from proj.registry._base import RegistryBase
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    hostname: str
+    queues: tuple[str, ...]
+    concurrency: int
+    in_flight: int
+    seen_at: float
+
+
+class WorkersMixin(RegistryBase):
+    def heartbeat(self, hostname: str, queues: list[str], concurrency: int, in_flight: int) -> None:
+        beat = {"queues": queues, "concurrency": concurrency, "in_flight": in_flight, "seen_at": time.time()}
+        self.client.hset(self.keys.workers, hostname, json.dumps(beat))
+
+    def forget_worker(self, hostname: str) -> None:
+        self.client.hdel(self.keys.workers, hostname)
+
+    def live_workers(self) -> list[WorkerBeat]:
+        """Workers seen within three heartbeats; older entries are dropped."""
+        horizon = time.time() - 3 * self.settings.worker_heartbeat_s
+        live, dead = [], []
+        for hostname, raw in self.client.hgetall(self.keys.workers).items():
+            beat = json.loads(raw)
+            if beat["seen_at"] < horizon:
+                dead.append(hostname)
+                continue
+            live.append(WorkerBeat(hostname, tuple(beat["queues"]), beat["concurrency"], beat["in_flight"],
+                                   beat["seen_at"]))  # fmt: skip
+        if dead:
+            self.client.hdel(self.keys.workers, *dead)
+        return sorted(live, key=lambda beat: beat.hostname)
+
+    def queue_depths(self, queues: list[str]) -> dict[str, int]:
+        with self.client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.llen(queue)
+            return dict(zip(queues, (int(n) for n in pipe.execute()), strict=True))
+
+    def waiting_task_ids(self, queue: str, limit: int = 100) -> list[str]:
+        """The ids of the oldest ``limit`` messages waiting in ``queue``, oldest first."""
+        raw = self.client.lrange(queue, -limit, -1)
+        return [task_id for task_id in (_task_id(message) for message in reversed(raw)) if task_id]
+
+
+def _task_id(message: Any) -> str:
+    try:
+        return str(json.loads(message).get("headers", {}).get("id", ""))
+    except (ValueError, AttributeError):
+        return ""
