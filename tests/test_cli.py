@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from coordinator import Step, Workflow, start
+from coordinator import Step, Workflow, get_run, start
 from coordinator.interfaces.stack import settings_env
 from proj.settings import Settings
 
@@ -104,3 +105,23 @@ def test_python_follows_a_runs_events_until_it_ends(client: redis.Redis) -> None
             assert run.status().state == "running"  # yielded while the run goes on
     assert seen[0] == "run_started" and seen[-1] == "run_finished" and seen.count("step_finished") == 2
     assert [e.type for e in run.events()] == seen  # the same log, nothing twice
+
+
+def test_errors_are_one_line_with_an_exit_code_per_cause(
+    settings: Settings, client: redis.Redis, tmp_path: Path
+) -> None:
+    unreachable = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    down = agentchord(unreachable, "list")
+    assert down.returncode == 4 and "Traceback" not in down.stdout + down.stderr
+    assert "cannot reach Redis at redis://127.0.0.1:1" in down.stdout and "AGENTCHORD_REDIS_URL" in down.stdout
+    assert "Traceback" in agentchord(unreachable, "list", "--debug").stderr  # the details, when asked
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("name: slow_cli\nsteps:\n  - {name: a, agent: echo, params: {sleep_s: 2}}\n")
+    timed_out = agentchord(settings, "run", str(slow), "--wait", "--timeout", "0.2")
+    assert timed_out.returncode == 3 and "did not finish within" in timed_out.stdout
+    assert agentchord(settings, "status", "no-such-run").returncode == 2
+    # `list` shows when runs started in local time, and how long ago, not epoch seconds.
+    run_id = timed_out.stdout.split()[0]
+    row = next(line for line in agentchord(settings, "list").stdout.splitlines() if run_id in line)
+    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", row) and " ago" in row
+    assert str(int(float(get_run(run_id).status().created_at))) not in row

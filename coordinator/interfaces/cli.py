@@ -9,11 +9,14 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import redis
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -34,7 +37,8 @@ from coordinator.observation.report import (
 )
 from coordinator.observation.roles import role_views, waiting_for_workers
 from proj.celery import configure
-from proj.errors import AgentchordError, RunNeedsAttentionError
+from proj.errors import AgentchordError, RunNeedsAttentionError, RunTimeoutError
+from proj.redaction import redact_url
 from proj.registry import registry_for
 from proj.settings import Settings, env_example
 
@@ -331,9 +335,11 @@ def watch(run_id: str) -> None:
 @cli.command("list")
 def list_command(limit: Annotated[int, typer.Option(help="How many runs.")] = 20) -> None:
     """The newest runs."""
-    table = Table("id", "workflow", "state", "created_at")
+    table = Table("id", "workflow", "state", "started (local time)", "age")
     for row in list_runs(limit, settings=_settings()):
-        table.add_row(row["id"], row["workflow"], row["state"], row["created_at"])
+        created = float(row["created_at"] or 0)
+        when = datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(row["id"], row["workflow"], row["state"], when, duration(time.time() - created) + " ago")
     console.print(table)
 
 
@@ -350,19 +356,53 @@ def env_example_command() -> None:
     sys.stdout.write(env_example())
 
 
+# Exit codes, one per cause: a script can tell a failed run from a slow one from a missing Redis.
+EXIT_ERROR = 2  # bad input, an unknown run, a run that failed or waits for an operator
+EXIT_TIMED_OUT = 3  # `--wait` gave up; the run goes on
+EXIT_UNREACHABLE = 4  # Redis (or a setting naming it) cannot be reached or read
+
+
 def main() -> None:
-    """Console-script entry point; agentchord errors print as one line and exit 2 (a run that
-    waits for an operator also prints the commands that act on it)."""
+    """Console-script entry point. Every error is one line naming what to fix and the exit code
+    says which kind (see ``EXIT_*``); ``--debug`` anywhere on the line adds the traceback."""
     # Like `celery` and `python`, import user modules (AGENTCHORD_AGENT_MODULES) from here.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
     try:
         cli()
+    except RunTimeoutError as exc:
+        _fail(debug, str(exc), EXIT_TIMED_OUT)
     except AgentchordError as exc:
-        console.print(f"[red]error:[/] {exc}")
         if isinstance(exc, RunNeedsAttentionError):
+            console.print(f"[red]error:[/] {exc}")
             _print_next_steps(exc.run_id)
-        raise SystemExit(2) from None
+            raise SystemExit(EXIT_ERROR) from None
+        _fail(debug, str(exc), EXIT_ERROR)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        where = redact_url(_settings_or_none() or "redis://127.0.0.1:6379/0")
+        _fail(debug, f"cannot reach Redis at {where} ({type(exc).__name__}): start the local stack with "
+              "`agentchord up`, or set AGENTCHORD_REDIS_URL to yours", EXIT_UNREACHABLE)  # fmt: skip
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {"loc": ("?",), "msg": str(exc)}
+        name = "AGENTCHORD_" + str(first["loc"][0]).upper() if first.get("loc") else "a setting"
+        _fail(debug, f"{name} is not valid: {first['msg']}", EXIT_UNREACHABLE)
+
+
+def _fail(debug: bool, message: str, code: int) -> None:
+    console.print(f"[red]error:[/] {message}", highlight=False)
+    if debug:
+        traceback.print_exc()
+    raise SystemExit(code)
+
+
+def _settings_or_none() -> str | None:
+    try:
+        return _settings().resolved_redis_url
+    except Exception:  # the settings themselves may be what is wrong
+        return None
 
 
 def _print_next_steps(run_id: str) -> None:
