@@ -117,9 +117,10 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         give_up(registry, run_id, step, token, error, traceback.format_exc(), work.attempt, work.plan)
         raise StepFailedError(run_id, step, error) from exc
     body_s = time.perf_counter() - started
+    output_tokens = _output_tokens(output, result_json)
 
     if work.plan.is_check or _needs_validation(work.plan, result_json):
-        metadata = _metadata(body_s, meter, work, run_started, result_json)
+        metadata = _metadata(body_s, meter, work, run_started, output_tokens)
         return _validation_turn(registry, run_id, step, work.plan, result_json, metadata)
 
     annotate(
@@ -137,7 +138,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         patch["steps_completed"] = [done.model_dump()]
         handoff_patch = json.dumps(patch)
     with span("agentchord.registry.finish_step"):
-        metadata = _metadata(body_s, meter, work, run_started, result_json)
+        metadata = _metadata(body_s, meter, work, run_started, output_tokens)
         finished = registry.finish_step(
             run_id, step, result_json, metadata, plans, route=route, handoff_patch=handoff_patch
         )
@@ -286,12 +287,23 @@ def _validation_turn(
     return {"run_id": run_id, "step": step, "status": "exhausted"}
 
 
+def _output_tokens(output: Any, result_json: str) -> int:
+    """The output's tokens as a prompt carries it (StepContext.inject: spaced JSON). A dict is
+    stored as spaced JSON already (``_to_json``; key order does not change a count), so only a
+    pydantic model's compact JSON is encoded again."""
+    if isinstance(output, BaseModel):
+        return count_tokens(json.dumps(output.model_dump(mode="json")))
+    return count_tokens(result_json)
+
+
 def _cost_of(meter: UsageMeter) -> float:
     prices = current_settings().model_prices
     return step_cost(prices, meter.model, meter.prompt_tokens, meter.completion_tokens, meter.cached_tokens)
 
 
-def _metadata(body_s: float, meter: UsageMeter, work: StepWork, run_started: float, result_json: str) -> dict[str, Any]:
+def _metadata(
+    body_s: float, meter: UsageMeter, work: StepWork, run_started: float, output_tokens: int
+) -> dict[str, Any]:
     measured: dict[str, Any] = {
         "body_s": f"{body_s:.6f}",
         "model_s": f"{meter.latency_s:.6f}" if meter.calls else "",
@@ -306,8 +318,7 @@ def _metadata(body_s: float, meter: UsageMeter, work: StepWork, run_started: flo
         "model": meter.model,
         "context_bytes": work.context_bytes,
         # What re-sending this output to a later prompt would cost: the broadcast baseline.
-        # Counted as a prompt carries it (StepContext.inject: sorted keys, spaced JSON).
-        "output_tokens": count_tokens(json.dumps(json.loads(result_json), sort_keys=True)),
+        "output_tokens": output_tokens,
         # Monotonic time from claiming the step to storing its result (registry I/O included).
         "run_s": f"{time.perf_counter() - run_started:.6f}",
     }

@@ -16,6 +16,7 @@ import httpx
 import yaml
 
 from tests.conftest import wait_for
+from tests.test_local_stack import launch_up
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -55,21 +56,8 @@ def test_the_first_hour_of_a_new_user_with_their_own_agents(tmp_path: Path) -> N
         return done.stdout
 
     agentchord = [str(Path(sys.executable).with_name("agentchord"))]
-    up = subprocess.Popen(
-        [*agentchord, "up", "--single-worker", "--no-flower"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    up, printed = launch_up(agentchord, tmp_path, env)
     try:
-        assert up.stdout is not None
-        printed = []
-        for line in up.stdout:
-            printed.append(line)
-            if line.startswith("Ready."):
-                break
         # Where things are: the API's address on screen, the credentials in the file it names.
         api_line = next(line for line in printed if line.startswith("API"))
         api_url = api_line.split()[1]

@@ -37,28 +37,37 @@ def test_redis_server_can_be_killed_and_restarted_on_its_port() -> None:
         assert redis.Redis.from_url(server.url).get("k") == b"v"
 
 
-def test_up_runs_a_stack_that_the_cli_uses_and_ctrl_c_stops_it(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCHORD_")}
-    env["PYTHONPATH"] = str(ROOT)
-    cli = [sys.executable, "-c", "from coordinator.interfaces.cli import main; main()"]
+def launch_up(
+    cli: list[str], cwd: Path, env: dict[str, str], *, ignore_sigint: bool = False
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """`agentchord up --single-worker --no-flower` in ``cwd``; returns it and what it printed up to
+    its "Ready." line (the caller stops it with SIGINT)."""
     up = subprocess.Popen(
         [*cli, "up", "--single-worker", "--no-flower"],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        # As a background job or a service manager starts it: SIGINT ignored. Ctrl-C must still work.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
     )
+    assert up.stdout is not None
+    printed = []
+    for line in up.stdout:
+        printed.append(line)
+        if line.startswith("Ready."):
+            break
+    return up, printed
+
+
+def test_up_runs_a_stack_that_the_cli_uses_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCHORD_")}
+    env["PYTHONPATH"] = str(ROOT)
+    cli = [sys.executable, "-c", "from coordinator.interfaces.cli import main; main()"]
+    # As a background job or a service manager starts it: SIGINT ignored. Ctrl-C must still work.
+    up, printed = launch_up(cli, tmp_path, env, ignore_sigint=True)
     try:
         stack_env = tmp_path / ".agentchord" / "stack.env"
-        assert up.stdout is not None
-        printed = []
-        for line in up.stdout:
-            printed.append(line)
-            if line.startswith("Ready."):
-                break
         assert stack_env.exists(), "up did not write .agentchord/stack.env"
         assert stack_env.stat().st_mode & 0o777 == 0o600
         written = dict(line.split("=", 1) for line in stack_env.read_text().splitlines())

@@ -63,7 +63,7 @@ def flag_unserved(registry: Registry, roles: list[str]) -> list[tuple[str, str]]
             continue
         for task_id in registry.waiting_task_ids(queue):
             run_id, _, step = task_id.partition(".")
-            if not step or not registry.run_record(run_id):
+            if not step or not registry.client.exists(registry.run_keys(run_id).run):
                 continue
             marker = registry.keys.no_worker_reported(run_id, step)
             if registry.client.set(marker, "1", nx=True, ex=registry.settings.finished_run_ttl_s):
