@@ -90,19 +90,49 @@ class UsageMeter:
             self.reinjected_tokens += sum(count_tokens(text) for text in self.injected if text in message.content)
 
 
+class CallGate(Protocol):
+    """Asked before every model call (a run's budget: :class:`agents.spend.RunBudgetGate`)."""
+
+    def admit(self, model: str, messages: list[Message]) -> object:
+        """A ticket for :meth:`settle`; raises (``BudgetExceededError``) to refuse the call."""
+        ...
+
+    def settle(self, ticket: object, completion: Completion | None) -> None:
+        """The call ended (``None``: it failed)."""
+        ...
+
+
 class MeteredModel:
     """Wraps a backend and adds each completion's usage to ``meter``. With ``on_token``, a
-    backend that can stream (``streams = True``) hands it the answer's text as it arrives."""
+    backend that can stream (``streams = True``) hands it the answer's text as it arrives; with
+    ``gate``, every call asks it first (and tells it what the call cost)."""
 
-    def __init__(self, backend: ChatModel, meter: UsageMeter, on_token: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        backend: ChatModel,
+        meter: UsageMeter,
+        on_token: Callable[[str], None] | None = None,
+        gate: CallGate | None = None,
+    ) -> None:
         self.backend = backend
         self.meter = meter
         self.name = backend.name
         self.on_token = on_token if getattr(backend, "streams", False) else None
+        self.gate = gate
 
     def complete(
         self, messages: list[Message], *, task: str | None = None, json_schema: dict[str, Any] | None = None
     ) -> Completion:
+        ticket = self.gate.admit(self.name, messages) if self.gate is not None else None
+        completion: Completion | None = None
+        try:
+            completion = self._complete(messages, task, json_schema)
+        finally:
+            if self.gate is not None:
+                self.gate.settle(ticket, completion)
+        return completion
+
+    def _complete(self, messages: list[Message], task: str | None, json_schema: dict[str, Any] | None) -> Completion:
         with span("agentchord.model_call", **{"agentchord.model": self.name, "agentchord.task": task}) as current:
             if self.on_token is not None:
                 completion = self.backend.complete(  # type: ignore[call-arg]

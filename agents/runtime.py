@@ -28,13 +28,14 @@ from agents.context import StepContext
 from agents.handoff import HandoffRecord, StepOutcome, outcome_of
 from agents.llm import MeteredModel, UsageMeter, count_tokens, step_cost
 from agents.role import AgentRole
+from agents.spend import RunBudgetGate
 from proj.celery import app, current_settings
-from proj.errors import PermanentError, StepFailedError
+from proj.errors import BudgetExceededError, PermanentError, StepFailedError
 from proj.messages import callback_task_id, send_steps
 from proj.plan import RunPlan, StepPlan
 from proj.policy import is_transient
 from proj.queues import ADVANCE_TASK, ESCALATE_TO_APPROVAL_TASK, RERUN_TASK, VALIDATE_TASK
-from proj.registry import Registry, StepWork, registry_for
+from proj.registry import ADMITTED, Registry, StepWork, registry_for
 from proj.tracing import annotate, span
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         )
         emit = _emitter(registry, run_id, step)
         on_token = _TokenStream(emit) if settings.stream_tokens else None
-        context.with_model(MeteredModel(model_for(settings, role.name), meter, on_token), meter.injected)
+        gate = RunBudgetGate(registry, run_id, step, settings.model_prices, settings.llm_max_tokens)
+        context.with_model(MeteredModel(model_for(settings, role.name), meter, on_token, gate), meter.injected)
         context.with_emitter(emit)
         with LeaseKeeper(registry, run_id, step, token):
             output = role.function(context)
@@ -108,6 +110,9 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
             route = _checked_route(work.plan, result_json)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, BudgetExceededError):
+            over_budget(registry, run_id, step, token, exc, work)
+            raise StepFailedError(run_id, step, error) from exc
         policy = work.plan.retry
         if is_transient(exc) and work.attempt < policy.max_attempts:
             # A provider's Retry-After is a floor under the policy's backoff.
@@ -144,6 +149,8 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         )
     for hook in AFTER_STORE_HOOKS:
         hook(context)
+    if finished.admitted:
+        dispatch_admitted(registry)
     if not finished.stored:
         resend_claimed_successors(registry, run_id, step, plans, plan_digest)
     elif work.plan.inline:
@@ -345,6 +352,36 @@ def give_up(
             kwargs={"run_id": run_id, "step": step, "error": error},
             task_id=callback_task_id(run_id, step, "escalate"),
         )
+
+
+def over_budget(
+    registry: Registry, run_id: str, step: str, token: str, exc: BudgetExceededError, work: StepWork
+) -> None:
+    """A model call was refused by the run's budget: the step waits for an operator (never
+    retried on its own) and the run ends ``budget_exceeded`` or, if its budget says so, parks as
+    an approval asking to raise the budget. Steps refused after the first only wait: the first
+    decides, and approving the raise runs them all again."""
+    spend = registry.spend(run_id)
+    ask = spend is not None and spend.budget.on_exceeded == "approval"
+    # Without a human to ask, every refused step ends the run in the same script that fails it
+    # (the first wins): a waiter never sees the run pass through needs_attention.
+    end_state = "" if ask else "budget_exceeded"
+    role = work.plan.agent or ""
+    escalated = registry.escalate(run_id, step, token, str(exc), "", work.attempt, role, end_state)
+    if escalated == 1 + ADMITTED:
+        dispatch_admitted(registry)
+    if escalated and ask and exc.first:
+        app.send_task(
+            ESCALATE_TO_APPROVAL_TASK,
+            kwargs={"run_id": run_id, "step": step, "error": str(exc), "kind": "budget"},
+            task_id=callback_task_id(run_id, step, "budget"),
+        )
+
+
+def dispatch_admitted(registry: Registry) -> None:
+    """Dispatch the runs that ending a run here admitted from the admission queues."""
+    for admitted in registry.take_admitted():
+        dispatch(registry, admitted)
 
 
 class LeaseKeeper:

@@ -123,6 +123,17 @@ class InvalidInputError(WorkflowSpecError):
         return f"workflow input is not valid: {self.reason}"
 
 
+class InvalidStartOptionError(WorkflowSpecError):
+    """A start's budget or tenant is not valid: nothing was created."""
+
+    def __init__(self, option: str, reason: str) -> None:
+        super().__init__(option, reason)
+        self.option, self.reason = option, reason
+
+    def __str__(self) -> str:
+        return f"{self.option} is not valid: {self.reason}"
+
+
 class InvalidApprovalError(WorkflowSpecError):
     def __init__(self, step: str, reason: str) -> None:
         super().__init__(step, reason)
@@ -357,6 +368,19 @@ class TransientModelError(TransientError):
     def __str__(self) -> str:
         wait = f" (retry after {self.retry_after_s:g}s)" if self.retry_after_s else ""
         return f"model provider {self.provider} failed transiently: {self.reason}{wait}"
+
+
+class BudgetExceededError(PermanentError):
+    """A model call refused because the run's budget would be passed (see :mod:`proj.budget`)."""
+
+    def __init__(self, run_id: str, reason: str, first: bool = False) -> None:
+        super().__init__(run_id, reason, first)
+        # first: no call of this run was refused since its limits were set (this step decides
+        # what happens to the run; the others only wait).
+        self.run_id, self.reason, self.first = run_id, reason, first
+
+    def __str__(self) -> str:
+        return f"budget exceeded: {self.reason}"
 
 
 class PermanentModelError(PermanentError):

@@ -138,6 +138,31 @@ class Keys:
         """String with a TTL: an inbound webhook-id already accepted (the replay store)."""
         return f"{self.prefix}:webhook:seen:{webhook_id}"
 
+    # Admission (proj/admission.py). The Lua prelude builds the same names from a run's key.
+    @property
+    def admission_tenants(self) -> str:
+        """Hash: tenant -> its running runs (counted runs only: limits were set at their start)."""
+        return f"{self.prefix}:admission:tenants"
+
+    @property
+    def admission_workflows(self) -> str:
+        """Hash: workflow -> its running runs, all tenants together."""
+        return f"{self.prefix}:admission:workflows"
+
+    @property
+    def admission_ring(self) -> str:
+        """List: tenants with queued runs, in the order they take their next turn."""
+        return f"{self.prefix}:admission:ring"
+
+    def admission_queue(self, lane: str) -> str:
+        """List: one tenant's queued runs, oldest first (lane ``*``: every tenant's, FIFO order)."""
+        return f"{self.prefix}:admission:queue:{lane}"
+
+    @property
+    def admitted(self) -> str:
+        """List: runs admitted from a queue that wait to be dispatched by whoever ends a run next."""
+        return f"{self.prefix}:admission:admitted"
+
     @property
     def runs_index(self) -> str:
         """Sorted set: run id scored by its start time, for listing."""

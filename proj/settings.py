@@ -7,15 +7,21 @@ down. Nothing else in the code base reads ``os.environ``.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from proj.budget import Budget
 from proj.credentials import ApiToken, parse_token
 
 DAY_S = 24 * 3600
 
+
+# A tenant name: what `start(..., tenant=...)` accepts and admission keys are built from.
+TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+TENANT_RULE = "1 to 64 letters, digits or _.@-, starting with a letter or digit"
 
 # The shortest API token or webhook secret accepted (after the ``whsec_`` prefix).
 MIN_SECRET_CHARS = 16
@@ -140,6 +146,29 @@ class Settings(BaseSettings):
         description="Price per million prompt, completion and (optional) cached prompt tokens, per model, as "
         'JSON: {"gpt-4o": [2.5, 10.0, 1.25]}. A step\'s cost is computed and stored when it finishes.',
     )
+    default_budget: Budget | None = Field(
+        default=None,
+        description="Budget of runs whose start and workflow set none, as JSON: "
+        '{"max_cost_usd": 0.5, "max_model_calls": 40} (see proj/budget.py).',
+    )
+    # -- admission: tenants and fairness (proj/admission.py) ------------------------------------
+    max_running_per_tenant: int | None = Field(
+        default=None, ge=1, description="Most running runs per tenant; more wait as `queued` (unset: no limit)."
+    )
+    max_running_per_workflow: int | None = Field(
+        default=None, ge=1, description="Most running runs per workflow, all tenants together (unset: no limit)."
+    )
+    tenant_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description='Per-tenant overrides of the tenant limit, as JSON: {"acme": 20}.'
+    )
+    workflow_limits: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description='Per-workflow overrides of the workflow limit, as JSON: {"triage": 4}.'
+    )
+    admission_order: Literal["fair", "fifo"] = Field(
+        default="fair",
+        description="How queued runs are admitted: `fair` (tenants take turns) or `fifo` (one queue, "
+        "oldest first; the baseline the fairness benchmark compares with).",
+    )
     worker_prefetch_multiplier: int = Field(
         default=1, ge=1, description="Messages a worker process reserves; 1 suits long tasks."
     )
@@ -245,6 +274,14 @@ class Settings(BaseSettings):
                     f"AGENTCHORD_MODEL_PRICES[{model!r}]: give [prompt, completion] or [prompt, completion, cached] "
                     "prices per million tokens, none negative"
                 )
+        return value
+
+    @field_validator("tenant_limits", mode="after")
+    @classmethod
+    def _tenant_names(cls, value: dict[str, int]) -> dict[str, int]:
+        for tenant in value:
+            if not TENANT_PATTERN.fullmatch(tenant):
+                raise ValueError(f"AGENTCHORD_TENANT_LIMITS: {tenant!r} is not a tenant name ({TENANT_RULE})")
         return value
 
     @property

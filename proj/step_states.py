@@ -65,6 +65,8 @@ TRANSITIONS: dict[str, Transition] = {
         # ends the run.
         _t("decide", {S.WAITING_APPROVAL}, S.SUCCEEDED),
         _t("reject", {S.WAITING_APPROVAL}, S.REJECTED),
+        # A budget approval approved: the step that hit the limit runs again, under the raised budget.
+        _t("decide_retry", {S.WAITING_APPROVAL}, S.DISPATCHED),
         # The validator loop: a low-confidence output is held, then promoted (PASS) or the
         # generator runs again with the critique (FAIL).
         _t("hold_candidate", {S.RUNNING}, S.VALIDATING),

@@ -14,6 +14,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from agents import Message, RejectedApproach, StepContext, agent
+from agents.offline import offline_skill
 from agents.runtime import AFTER_STORE_HOOKS
 from proj.errors import TransientError
 
@@ -157,3 +158,22 @@ def router_llm(ctx: StepContext) -> Any:
     from agents.router import route
 
     return route(ctx)
+
+
+@offline_skill("verbose")
+def _verbose(messages: list[Message]) -> str:
+    # Longer than any completion estimate the tests use: actual cost above the reserved estimate.
+    return " ".join(["long"] * 1500)
+
+
+@agent("spender")
+def spender(ctx: StepContext) -> dict[str, Any]:
+    """Makes ``calls`` model calls of ``words`` prompt words each (``task``: the offline skill),
+    ``pause_s`` apart, for the budget tests."""
+    made = 0
+    for _ in range(int(ctx.params.get("calls", 1))):
+        prompt = " ".join(["word"] * int(ctx.params.get("words", 10)))
+        ctx.model.complete([Message.user(prompt)], task=str(ctx.params.get("task", "spender")))
+        made += 1
+        time.sleep(float(ctx.params.get("pause_s", 0)))  # simulated work between calls, on purpose
+    return {"calls": made}

@@ -13,7 +13,9 @@ from typing import Any, Literal
 from jsonschema.validators import validator_for
 
 from coordinator.engine.checkpoints import ApprovalId, ApprovalView, get_approval, send_notifications
-from coordinator.engine.dispatch import dispatch_ready
+from coordinator.engine.dispatch import dispatch_admitted, dispatch_ready
+from coordinator.engine.operator import retry_step
+from proj.budget import Budget
 from proj.errors import (
     ApprovalClosedError,
     ApprovalConflictError,
@@ -21,6 +23,7 @@ from proj.errors import (
     ApprovalNotFoundError,
     ForbiddenError,
 )
+from proj.messages import send_step
 from proj.registry import Registry
 
 Decision = Literal["approve", "reject"]
@@ -53,7 +56,7 @@ def resume(
     # rejection's when it sends any (a reason-less reject stays possible).
     if view.data_schema is not None and (decision == "approve" or data is not None):
         _check_data(aid, view.data_schema, {} if data is None else data)
-    _apply(registry, aid, decision, comment=comment, data=data, actor=actor)
+    _apply(registry, aid, decision, comment=comment, data=data, actor=actor, kind=view.kind)
     return get_approval(registry, registry.settings, aid)
 
 
@@ -81,6 +84,7 @@ def _apply(
     data: Any,
     actor: str,
     due_before: float | None = None,
+    kind: str = "gate",
 ) -> str:
     """Run the decision script and follow up; returns its status (``ok``, ``escalated``,
     ``not_due``) or raises why nothing changed."""
@@ -103,6 +107,7 @@ def _apply(
         output_json=json.dumps(output),
         reject_ends_run=gate is None or gate.on_reject is None,
         due_before=due_before,
+        retry=kind == "budget",
     )
     status = reply[0]
     if status == "missing":
@@ -113,9 +118,32 @@ def _apply(
         raise ApprovalConflictError(aid, reply[1], reply[2])
     if status == "escalated":
         send_notifications(registry.settings, aid, "approval.escalated")
+    elif status == "ok" and decision == "reject":
+        # A reject may have ended the run and freed an admission slot (nothing else to send:
+        # an on_reject branch is dispatched too).
+        dispatch_ready(registry, run_id)
+        dispatch_admitted(registry)
+    elif status == "ok" and kind == "budget" and decision == "approve":
+        _raise_budget(registry, run_id, step, data, actor)
     elif status == "ok":
         dispatch_ready(registry, run_id)
     return status
+
+
+def _raise_budget(registry: Registry, run_id: str, step: str, data: Any, actor: str) -> None:
+    """A budget approval was approved: new limits (``data``'s, else each doubled), then the step
+    that hit the limit and every other step stopped by it run again."""
+    spend = registry.spend(run_id)
+    if spend is not None:
+        limits = {**spend.budget.raised().model_dump(), **(data or {})}
+        registry.raise_budget(run_id, Budget.model_validate(limits), actor)
+    snapshot = registry.snapshot(run_id)
+    send_step(run_id, step, snapshot.plan[step], snapshot.plan_digest)
+    records = registry.step_records(run_id)
+    for waiting in sorted(registry.attention(run_id)):
+        if records.get(waiting, {}).get("error", "").startswith("budget exceeded:"):
+            retry_step(registry, run_id, waiting, actor)
+    dispatch_ready(registry, run_id)
 
 
 def sweep_deadlines(registry: Registry, now: float | None = None) -> list[tuple[str, str]]:
@@ -138,6 +166,7 @@ def sweep_deadlines(registry: Registry, now: float | None = None) -> list[tuple[
                 data=None,
                 actor=TIMEOUT_ACTOR,
                 due_before=now,
+                kind=view.kind,
             )
         except (ApprovalConflictError, ApprovalClosedError, ApprovalNotFoundError):
             continue  # another sweeper or a reviewer got there first

@@ -24,7 +24,7 @@ from celery.signals import worker_ready
 import agents
 from agents.runtime import give_up
 from coordinator.engine.approvals import sweep_deadlines
-from coordinator.engine.checkpoints import ApprovalId, park_failure
+from coordinator.engine.checkpoints import ApprovalId, park_budget, park_failure
 from coordinator.engine.dispatch import dispatch_ready
 from coordinator.engine.notify import TransientDeliveryError, deliver
 from coordinator.engine.watchdog import flag_unserved, sweep_stalled
@@ -122,10 +122,12 @@ def step_lost(run_id: str, step: str, error: str) -> str:
 
 
 @app.task(name=ESCALATE_TO_APPROVAL_TASK, ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
-def escalate_to_approval(run_id: str, step: str, error: str) -> bool:
-    """Turn a failed step into a human approval (``on_failure: escalate_to_approval``)."""
+def escalate_to_approval(run_id: str, step: str, error: str, kind: str = "failure") -> bool:
+    """Turn a failed step into a human approval (``on_failure: escalate_to_approval``), or a
+    step stopped by the run's budget into a budget approval (``kind="budget"``)."""
     settings = current_settings()
-    return park_failure(registry_for(settings), settings, run_id, step, error)
+    park = park_budget if kind == "budget" else park_failure
+    return park(registry_for(settings), settings, run_id, step, error)
 
 
 @app.task(name=WATCHDOG_TASK, ignore_result=True, send_events=False)  # type: ignore[untyped-decorator]

@@ -111,6 +111,41 @@ def park_failure(registry: Registry, settings: Settings, run_id: str, step: str,
     return parked
 
 
+def park_budget(registry: Registry, settings: Settings, run_id: str, step: str, error: str) -> bool:
+    """Ask a human to raise a run's budget: approve (with ``data``, new limits, or without: each
+    limit doubled) and the step that hit the limit runs again; reject and the run ends
+    ``budget_exceeded``."""
+    spend = registry.spend(run_id)
+    if spend is None:
+        return False
+    proposed = spend.budget.raised()
+    request = {
+        "kind": "budget",
+        "prompt": f"Step {step!r} stopped: {error}. Raise the budget to "
+        f"{proposed.model_dump_json(exclude_none=True, include=_LIMIT_FIELDS)} (or send your own limits as "
+        "`data`)? Rejecting ends the run budget_exceeded.",
+        "context": {"spent": spend.model_dump(mode="json"), "proposed": proposed.model_dump(mode="json")},
+        "schema": _RAISE_SCHEMA,
+        "on_timeout": "reject",
+        "on_reject": None,
+        "workflow": registry.run_record(run_id).get("workflow", ""),
+    }
+    aid = approval_id(run_id, step)
+    parked = registry.park(run_id, step, aid, json.dumps(request), None)
+    if parked:
+        send_notifications(settings, aid, "approval.requested")
+    return parked
+
+
+_LIMIT_FIELDS = {"max_cost_usd", "max_tokens", "max_model_calls", "max_wall_s"}
+# What a reviewer may send when approving a budget raise: new limits (any left out are doubled).
+_RAISE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {name: {"type": "number", "exclusiveMinimum": 0} for name in sorted(_LIMIT_FIELDS)},
+    "additionalProperties": False,
+}
+
+
 def send_notifications(settings: Settings, aid: str, event: str) -> None:
     """One Celery task per configured URL, on the ``notifications`` queue."""
     for index, url in enumerate(settings.approval_webhook_urls):

@@ -14,7 +14,7 @@ from agents.runtime import set_dispatcher
 from coordinator.engine.checkpoints import park_gate
 from coordinator.engine.compile import is_gate, ready_steps, real_steps, skipped_steps
 from proj.messages import send_steps
-from proj.registry import Registry
+from proj.registry import ADMITTED, Registry
 from proj.tracing import within_run_trace
 
 
@@ -26,7 +26,8 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
         return []
     skipped = skipped_steps(snapshot.plan, snapshot.approvals)
     if snapshot.plan and snapshot.done | skipped >= real_steps(snapshot.plan):
-        registry.finish_run(run_id, "succeeded")
+        if registry.finish_run(run_id, "succeeded") == ADMITTED:
+            dispatch_admitted(registry)
         return []
     claimed = registry.claim_dispatch(run_id, ready_steps(snapshot.plan, snapshot.done, snapshot.dispatched, skipped))
     gates = [step for step in claimed if is_gate(snapshot.plan[step])]
@@ -36,6 +37,15 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
         agents = ((step, snapshot.plan[step]) for step in claimed if step not in gates)
         send_steps(run_id, agents, snapshot.plan_digest)
     return claimed
+
+
+def dispatch_admitted(registry: Registry) -> list[str]:
+    """Dispatch the runs admitted from admission queues (by this process ending a run, or by one
+    that died before dispatching them); returns their ids."""
+    admitted = registry.take_admitted()
+    for run_id in admitted:
+        dispatch_ready(registry, run_id)
+    return admitted
 
 
 # Every process that imports the coordinator (every worker does) dispatches non-inline

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from coordinator.engine.dispatch import dispatch_ready
+from coordinator.engine.dispatch import dispatch_admitted, dispatch_ready
 from proj.errors import RunNotFoundError, StepNotFoundError, StepStateError
 from proj.messages import send_step
-from proj.registry import Registry
+from proj.registry import ADMITTED, Registry
 
 
 def _state_of(registry: Registry, run_id: str, step: str) -> str:
@@ -55,4 +55,7 @@ def skip_step(registry: Registry, run_id: str, step: str, output: Any, actor: st
 def abort_run(registry: Registry, run_id: str, reason: str = "", actor: str = "operator") -> bool:
     """End the run ``failed``; True if this call ended it (False: it had ended already)."""
     require_step(registry, run_id)
-    return registry.finish_run(run_id, "failed", f"aborted by {actor}" + (f": {reason}" if reason else ""))
+    ended = registry.finish_run(run_id, "failed", f"aborted by {actor}" + (f": {reason}" if reason else ""))
+    if ended == ADMITTED:
+        dispatch_admitted(registry)
+    return bool(ended)

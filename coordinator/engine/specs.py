@@ -30,6 +30,7 @@ from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 
 import agents
+from proj.budget import Budget
 from proj.errors import (
     CycleError,
     DuplicateStepError,
@@ -178,6 +179,9 @@ class Workflow(BaseModel):
     name: str = Field(pattern=_NAME)
     description: str = ""
     handoff: bool = Field(default=False, description="Keep a typed handoff record that agents read and extend.")
+    budget: Budget | None = Field(
+        default=None, description="Budget of each run (a start's own budget wins; see proj/budget.py)."
+    )
     steps: list[Step] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from coordinator.engine.compile import is_gate
-from coordinator.engine.dispatch import dispatch_ready
+from coordinator.engine.dispatch import dispatch_admitted, dispatch_ready
 from proj.messages import send_step
 from proj.registry import Registry
 
@@ -76,6 +76,7 @@ def sweep_stalled(registry: Registry) -> dict[str, list[str]]:
     """Re-drive every run without progress for ``watchdog_stall_s``; {run: re-sent steps}.
     Also drops expired runs from the runs index."""
     registry.prune_runs_index()
+    dispatch_admitted(registry)  # admitted by a process that died before dispatching them
     stall_s = registry.settings.watchdog_stall_s
     if stall_s <= 0:
         return {}

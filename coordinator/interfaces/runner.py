@@ -14,22 +14,27 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal, overload
 
+from pydantic import ValidationError
+
 import agents
 from agents.handoff import HandoffRecord
 from coordinator.engine.approvals import Decision, resume
 from coordinator.engine.checkpoints import ApprovalView, approval_id, get_approval
 from coordinator.engine.compile import plan_digest, skipped_steps, step_plans
-from coordinator.engine.dispatch import dispatch_ready
+from coordinator.engine.dispatch import dispatch_admitted, dispatch_ready
 from coordinator.engine.operator import abort_run, retry_step, skip_step
 from coordinator.engine.specs import Step, Workflow, resolve_workflow
 from coordinator.observation.live import follow_events
 from coordinator.observation.status import RunStatus, StepStatus
 from coordinator.observation.timing import RunTimings, compute_timings
+from proj.admission import admission_for
+from proj.budget import Budget, BudgetSpend
 from proj.celery import app, current_settings
 from proj.errors import (
     ApprovalNotFoundError,
     IdempotencyConflictError,
     InvalidInputError,
+    InvalidStartOptionError,
     RunFailedError,
     RunNeedsAttentionError,
     RunNotFoundError,
@@ -37,7 +42,7 @@ from proj.errors import (
 )
 from proj.messages import send_steps, step_task_id
 from proj.plan import RunPlan
-from proj.registry import TERMINAL_STATES, Event, Registry, registry_for
+from proj.registry import ADMITTED, TERMINAL_STATES, Event, Registry, registry_for
 from proj.settings import Settings, check_time_limit
 from proj.tracing import current_traceparent, setup_tracing, span
 
@@ -174,8 +179,11 @@ class Run:
         """Stop the run: no step is dispatched after this, and queued step tasks are revoked.
 
         Returns False when the run had already ended."""
-        if not self._registry.finish_run(self.id, "cancelled"):
+        ended = self._registry.finish_run(self.id, "cancelled")
+        if not ended:
             return False
+        if ended == ADMITTED:
+            dispatch_admitted(self._registry)
         records = self._registry.step_records(self.id)
         pending = [
             step_task_id(self.id, s)
@@ -199,6 +207,11 @@ class Run:
             return follow_events(self._registry, self.id, None, timeout_s)
         return self._registry.events(self.id)
 
+    def budget(self) -> BudgetSpend | None:
+        """The run's spend against its budget; None when it has none."""
+        self._record()
+        return self._registry.spend(self.id)
+
     def timings(self) -> RunTimings:
         """The run's coordination-tax accounting (see coordinator.observation.timing)."""
         prices = self._registry.settings.model_prices
@@ -217,6 +230,8 @@ def start(
     *,
     collapse: bool = False,
     allow_different_input: bool = False,
+    budget: Budget | dict[str, Any] | None = None,
+    tenant: str | None = None,
     settings: Settings | None = None,
 ) -> Run:
     """Validate ``workflow`` and its input, create the run and dispatch its first steps.
@@ -225,13 +240,17 @@ def start(
     run was started with another workflow version or input, raises
     :class:`IdempotencyConflictError` (naming both) unless ``allow_different_input``.
     ``collapse=True`` runs the whole workflow as one model call instead (the single-model
-    baseline the orchestration tax is measured against).
+    baseline the orchestration tax is measured against). ``budget`` caps the run's model spend
+    (else the workflow's, else ``AGENTCHORD_DEFAULT_BUDGET``); ``tenant`` names whose run it is
+    for the admission limits (a run over them is created ``queued`` and starts when admitted).
     """
     settings = settings or current_settings()
     wf = resolve_workflow(workflow) if isinstance(workflow, str) else workflow
     agents.load_agent_modules(settings.agent_modules)
     wf.check_agents(agents.known_roles())
     wf.check_uses(agents.output_fields)
+    run_budget = _budget(budget) or wf.budget or settings.default_budget
+    admission = admission_for(settings, tenant, wf.name)
     if collapse:
         wf = collapsed_workflow(wf)
     input_json = _input_json(input)
@@ -252,11 +271,15 @@ def start(
         # An inline workflow's first steps are claimed by the script that creates the run.
         first = tuple(step for step, plan in parsed.items() if plan.inline and not plan.after)
         fingerprint = hashlib.sha256(f"{digest} {input_json}".encode()).hexdigest()[:20]
+        budget_json = run_budget.model_dump_json(exclude_none=True) if run_budget else ""
         created, run_id, claimed = registry.create_run(
-            run_id, wf.name, fingerprint, input_json, digest, idempotency_key, handoff, first
+            run_id, wf.name, fingerprint, input_json, digest, idempotency_key, handoff, first, budget_json, admission
         )
         if not created and claimed and claimed[0] not in ("", fingerprint) and not allow_different_input:
             raise IdempotencyConflictError(str(idempotency_key), run_id)
+        if created and claimed == ["*queued"]:
+            # Over its admission limits: it waits; whoever ends a run admits and dispatches it.
+            return Run(run_id, registry)
         if not created:
             claimed = []
         if created and traced:
@@ -280,6 +303,19 @@ def collapsed_workflow(workflow: Workflow) -> Workflow:
         description=f"{workflow.name} as a single model call",
         steps=[Step(name="all", agent="collapsed", params={"steps": steps})],
     )
+
+
+def _budget(value: Budget | dict[str, Any] | None) -> Budget | None:
+    """A start's budget, checked before anything is created."""
+    if value is None or isinstance(value, Budget):
+        return value
+    if not isinstance(value, dict):
+        raise InvalidStartOptionError("budget", f"expected a Budget or a dict, got {type(value).__name__}")
+    try:
+        return Budget.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'budget'}: {e['msg']}" for e in exc.errors())
+        raise InvalidStartOptionError("budget", problems) from None
 
 
 def _input_json(value: dict[str, Any] | None) -> str:

@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import anyio.to_thread
 
-from proj.registry import Event, Registry
+from proj.registry import TERMINAL_STATES, Event, Registry
 
 POLL_S = 0.25
 RETRY_MS = 1000
-_ENDED = {"succeeded", "failed", "cancelled", "rejected", "needs_attention"}
+_ENDED = {*TERMINAL_STATES, "needs_attention"}
 
 
 def sse_id(event: Event) -> str:

@@ -52,6 +52,7 @@ NEXT_ROUND = load("next_round")
 # Touches one key only, so it has no prelude (which names the run's keys).
 EXTEND_LEASE = _read("extend_lease")
 EMIT = _read("emit")  # the run's progress stream and its record only: no prelude either
+BUDGET = _read("budget")  # the run's record, event log and the metrics hash: no prelude
 
 SCRIPTS = {
     "start": START,
@@ -70,4 +71,5 @@ SCRIPTS = {
     "next_round": NEXT_ROUND,
     "extend_lease": EXTEND_LEASE,
     "emit": EMIT,
+    "budget": BUDGET,
 }

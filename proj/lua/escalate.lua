@@ -1,5 +1,8 @@
 -- A failure nobody should retry automatically: the step waits for an operator.
--- KEYS: base..., claim   ARGV: step, token ('*': whoever holds it), error, traceback, attempts, role
+-- KEYS: base..., claim   ARGV: step, token ('*': whoever holds it), error, traceback, attempts, role,
+--   end_state ('' or absent: the run waits for an operator; else it ends in this state at once, as
+--   a run stopped by its budget does), ttl_s, idem_ttl_s
+-- -> 0 (nothing done) | 1 (escalated) | 2 (escalated, run ended) | 3 (..., and queued runs admitted)
 local claim, step = KEYS[14], ARGV[1]
 if ARGV[2] == '*' or redis.call('GET', claim) == ARGV[2] then redis.call('DEL', claim) end
 if not is_active(redis.call('HGET', run, 'state')) then return 0 end
@@ -15,6 +18,9 @@ redis.call('XADD', events, '*', 'type', 'step_failed', 'step', step, 'at', at, '
 count('steps_total|' .. ARGV[6] .. '|failed')
 redis.call('XADD', escalations, '*', 'run_id', redis.call('HGET', run, 'id'), 'step', step, 'error', ARGV[3],
   'traceback', ARGV[4], 'attempts', ARGV[5], 'context', results, 'at', at)
+if ARGV[7] and ARGV[7] ~= '' then
+  return 1 + finish_run(ARGV[7], ARGV[3], ARGV[8], ARGV[9], at)
+end
 refresh_state()
 redis.call('PUBLISH', run .. ':ended', 'needs_attention')
 touch(at)

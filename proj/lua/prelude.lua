@@ -49,14 +49,84 @@ local function refresh_state()
   end
   redis.call('HSET', run, 'state', state)
 end
+-- Admission (proj/admission.py): runs over their tenant's or workflow's limit of running runs wait
+-- as 'queued' in their tenant's queue; tenants with queued runs take turns in the ring. A run that
+-- ends frees its slot and, in the same script, admits what now fits. These keys are global and
+-- other runs' records are read by name (not passed as KEYS): admission needs a single Redis
+-- shard (a master with replicas or Sentinel), not Redis Cluster.
+local PREFIX = string.match(run, '^(.*):run:{')
+local ADM = PREFIX .. ':admission'
+local function run_key(run_id) return PREFIX .. ':run:{' .. run_id .. '}' end
+local function adm_queue(tenant) return ADM .. ':queue:' .. tenant end
+-- Does the queued run ``id`` fit under its limits now (its record holds them)?
+local function fits(id)
+  local f = redis.call('HMGET', run_key(id), 'tenant', 'workflow', 'limit_tenant', 'limit_workflow')
+  if f[3] and f[3] ~= '' and (tonumber(redis.call('HGET', ADM .. ':tenants', f[1])) or 0) >= tonumber(f[3]) then
+    return false
+  end
+  if f[4] and f[4] ~= '' and (tonumber(redis.call('HGET', ADM .. ':workflows', f[2])) or 0) >= tonumber(f[4]) then
+    return false
+  end
+  return true
+end
+-- Count run ``id`` as running (from 'queued' when ``queued``) and hand it to whoever dispatches.
+local function admit(id, at, queued)
+  local key = run_key(id)
+  local f = redis.call('HMGET', key, 'tenant', 'workflow')
+  redis.call('HINCRBY', ADM .. ':tenants', f[1], 1)
+  redis.call('HINCRBY', ADM .. ':workflows', f[2], 1)
+  redis.call('HSET', key, 'admitted', '1')
+  if queued then
+    redis.call('HSET', key, 'state', 'running', 'admitted_at', at)
+    redis.call('XADD', key .. ':events', '*', 'type', 'admitted', 'at', at)
+    redis.call('ZADD', active_index, at, id)
+    redis.call('RPUSH', ADM .. ':admitted', id)
+  end
+end
+-- Admit queued runs that fit, tenants in turn (round robin over the ring), until a whole turn
+-- admits nothing; returns how many were admitted. A tenant whose head run does not fit keeps
+-- its place in the ring (its later runs wait behind it: each tenant's queue is FIFO).
+local function admit_waiting(at)
+  local ring = ADM .. ':ring'
+  local admitted, misses = 0, 0
+  while misses < redis.call('LLEN', ring) do
+    local tenant = redis.call('LPOP', ring)
+    local queue = adm_queue(tenant)
+    local head = redis.call('LINDEX', queue, 0)
+    while head and redis.call('HGET', run_key(head), 'state') ~= 'queued' do
+      redis.call('LPOP', queue)  -- cancelled (or expired) while it waited
+      head = redis.call('LINDEX', queue, 0)
+    end
+    if head and fits(head) then
+      redis.call('LPOP', queue)
+      admit(head, at, true)
+      admitted, misses = admitted + 1, 0
+    elseif head then
+      misses = misses + 1
+    end
+    if redis.call('LLEN', queue) > 0 then redis.call('RPUSH', ring, tenant) end
+  end
+  return admitted
+end
+-- A counted run ended: free its slot and admit what fits now.
+local function release(at)
+  local f = redis.call('HMGET', run, 'admitted', 'tenant', 'workflow')
+  if f[1] ~= '1' then return 0 end
+  redis.call('HSET', run, 'admitted', 'released')
+  redis.call('HINCRBY', ADM .. ':tenants', f[2], -1)
+  redis.call('HINCRBY', ADM .. ':workflows', f[3], -1)
+  return admit_waiting(at)
+end
 -- ``inline``: a run of an inline workflow ending 'succeeded' from its last step's script; it has
 -- no approvals (inline workflows have no gates, routers, validators or escalations to a human)
 -- and no steps waiting for an operator (every step has a result), so those keys do not exist.
 local function finish_run(state, err, ttl, idem_ttl, at, inline)
-  local head = redis.call('HMGET', run, 'state', 'id', 'idempotency_key_ref', 'progress')
-  if not is_active(head[1]) then return 0 end
+  local head = redis.call('HMGET', run, 'state', 'id', 'idempotency_key_ref', 'progress', 'admitted', 'lane')
+  local queued = head[1] == 'queued'  -- cancelled before it was admitted
+  if not is_active(head[1]) and not queued then return 0 end
   local run_id = head[2]
   at = at or now()
+  if queued then redis.call('LREM', adm_queue(head[6]), 1, run_id) end
   local fields = {'state', state, 'finished_at', at}
   if err and err ~= '' then table.insert(fields, 'error'); table.insert(fields, err) end
   redis.call('HSET', run, unpack(fields))
@@ -86,6 +156,8 @@ local function finish_run(state, err, ttl, idem_ttl, at, inline)
   for i = 1, durable do redis.call('EXPIRE', KEYS[i], ttl) end
   if head[3] and head[3] ~= '' then redis.call('EXPIRE', head[3], idem_ttl) end
   if head[4] then redis.call('EXPIRE', run .. ':progress', ttl) end  -- it reported progress (emit.lua)
+  -- 2: runs were admitted into the slot this one freed (the caller dispatches them).
+  if head[5] == '1' and release(at) > 0 then return 2 end
   return 1
 end
 -- A step's state ('pending' without a record) and whether a transition may happen from it:

@@ -14,9 +14,11 @@ from functools import lru_cache
 import redis
 
 from proj.registry.approvals import ApprovalsMixin
+from proj.registry.budgets import BudgetsMixin
 from proj.registry.events import EventsMixin
 from proj.registry.plans import SPEC_FIELD
 from proj.registry.records import (
+    ADMITTED,
     TERMINAL_STATES,
     BeginOutcome,
     Event,
@@ -32,6 +34,7 @@ from proj.registry.workers import WorkerBeat, WorkersMixin
 from proj.settings import Settings
 
 __all__ = [
+    "ADMITTED",
     "SPEC_FIELD",
     "TERMINAL_STATES",
     "BeginOutcome",
@@ -46,7 +49,7 @@ __all__ = [
 ]
 
 
-class Registry(RunsMixin, StepsMixin, ApprovalsMixin, EventsMixin, ValidationMixin, WorkersMixin):
+class Registry(RunsMixin, StepsMixin, ApprovalsMixin, EventsMixin, ValidationMixin, WorkersMixin, BudgetsMixin):
     """Registry operations over one Redis connection pool.
 
     Example:

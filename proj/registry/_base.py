@@ -34,6 +34,7 @@ class RegistryBase:
         self._operator_skip = client.register_script(lua.OPERATOR_SKIP)
         self._extend_lease = client.register_script(lua.EXTEND_LEASE)
         self._emit = client.register_script(lua.EMIT)
+        self._budget = client.register_script(lua.BUDGET)
         self._finish_run = client.register_script(lua.FINISH_RUN)
         self._park = client.register_script(lua.PARK)
         self._decide = client.register_script(lua.DECIDE)

@@ -29,12 +29,15 @@ class ApprovalsMixin(RegistryBase):
         output_json: str,
         reject_ends_run: bool,
         due_before: float | None = None,
+        retry: bool = False,
     ) -> list[str]:
-        """Apply one decision atomically; only the first decision on a pending approval wins."""
+        """Apply one decision atomically; only the first decision on a pending approval wins.
+        ``retry``: a budget approval (approve runs the step again; reject ends the run)."""
         keys = [*self._base(run_id), self.run_keys(run_id).approval(step)]
         args: list[Any] = [step, approval_id, decision, comment, data_json, actor, output_json]
         args += ["1" if reject_ends_run else "0", *self._ends()]
         args.append("" if due_before is None else f"{due_before:.6f}")
+        args.append("retry" if retry else "output")
         return [str(part) for part in self._decide(keys=keys, args=args)]
 
     def approval(self, run_id: str, step: str) -> dict[str, str]:

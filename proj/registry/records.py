@@ -7,7 +7,9 @@ from typing import Any
 
 from proj.plan import RunPlan, StepPlan
 
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "rejected"})
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "rejected", "budget_exceeded"})
+# What ending a run answers when it also admitted queued runs (proj/lua/prelude.lua, finish_run).
+ADMITTED = 2
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class FinishOutcome:
     stored: bool
     run_finished: bool = False
     claimed: tuple[tuple[str, StepPlan], ...] = ()
+    admitted: bool = False  # ending the run admitted queued runs: the caller dispatches them
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from proj.admission import DEFAULT_TENANT, Admission
 from proj.registry.plans import PlansMixin
 from proj.registry.records import TERMINAL_STATES, RunSnapshot
 
@@ -25,17 +26,34 @@ class RunsMixin(PlansMixin):
         idempotency_key: str | None,
         handoff_json: str = "",
         first_steps: tuple[str, ...] = (),
+        budget_json: str = "",
+        admission: Admission | None = None,
     ) -> tuple[bool, str, list[str]]:
         """Create a run of the plan stored as ``plan_digest`` (:meth:`store_plan`) and claim
         ``first_steps`` for dispatch, in one round trip; with an idempotency key already used,
         return ``(False, that run id, [that run's fingerprint])`` (``fingerprint``: what the key
-        vouches for, the workflow version and input; '' when unknown)."""
+        vouches for, the workflow version and input; '' when unknown). A run over its admission
+        limits is created ``queued`` and claims nothing: ``(True, run id, ["*queued"])``."""
         idem_key = self.keys.idempotency(idempotency_key or run_id)
+        admission = admission or Admission(DEFAULT_TENANT, None, None, "fair")
         # The runs index is pruned by the watchdog's sweep (prune_runs_index), not by starts.
         args: list[Any] = [run_id, workflow, fingerprint, input_json, "1" if idempotency_key else "0"]
-        args += ["", handoff_json, plan_digest, len(first_steps), *first_steps]
+        args += ["", handoff_json, plan_digest, len(first_steps), *first_steps, budget_json, *admission.args()]
         reply = self._start(keys=[*self._base(run_id), idem_key, self.keys.runs_index], args=args)
         return bool(reply[0]), str(reply[1]), [str(step) for step in reply[2:]]
+
+    def take_admitted(self, batch: int = 100) -> list[str]:
+        """Runs admitted from an admission queue and not yet dispatched (each is taken once)."""
+        return list(self.client.lpop(self.keys.admitted, batch) or [])
+
+    def admission_counts(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """Running runs per tenant and per workflow, and queued runs per tenant (or ``*``, FIFO)."""
+        k = self.keys
+        tenants = {t: int(n) for t, n in self.client.hgetall(k.admission_tenants).items() if int(n)}
+        workflows = {w: int(n) for w, n in self.client.hgetall(k.admission_workflows).items() if int(n)}
+        lanes = self.client.lrange(k.admission_ring, 0, -1)
+        queued = {lane: int(self.client.llen(k.admission_queue(lane))) for lane in lanes}
+        return tenants, workflows, queued
 
     def claim_dispatch(self, run_id: str, steps: list[str]) -> list[str]:
         """Mark ``steps`` dispatched; returns those this caller claimed (each is claimed once)."""
@@ -61,9 +79,11 @@ class RunsMixin(PlansMixin):
             plan_digest=digest or "",
         )
 
-    def finish_run(self, run_id: str, state: str, error: str = "") -> bool:
-        """Move a running run to a terminal ``state`` once; True if this call did it."""
-        return bool(self._finish_run(keys=self._base(run_id), args=[state, error, *self._ends()]))
+    def finish_run(self, run_id: str, state: str, error: str = "") -> int:
+        """Move a running (or queued) run to a terminal ``state`` once: 0 if it had ended already,
+        1 if this call ended it, :data:`ADMITTED` if that also admitted queued runs (the caller
+        dispatches them: :meth:`take_admitted`)."""
+        return int(self._finish_run(keys=self._base(run_id), args=[state, error, *self._ends()]))
 
     def stalled_runs(self, idle_s: float, limit: int = 100) -> list[str]:
         """Active runs whose last progress is older than ``idle_s`` (server clock)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from proj.plan import RunPlan, StepPlan
 from proj.registry._base import RegistryBase
-from proj.registry.records import BeginOutcome, FinishOutcome, StepWork, step_records_of
+from proj.registry.records import ADMITTED, BeginOutcome, FinishOutcome, StepWork, step_records_of
 
 
 class StepsMixin(RegistryBase):
@@ -88,7 +88,7 @@ class StepsMixin(RegistryBase):
                 args += [successor, len(deps)]
         reply = self._finish(keys=[*self._base(run_id), self.run_keys(run_id).claim(step)], args=args)
         claimed = tuple((str(name), plans[name]) for name in reply[2:])
-        return FinishOutcome(bool(reply[0]), bool(reply[1]), claimed)
+        return FinishOutcome(bool(reply[0]), bool(reply[1]), claimed, reply[1] == ADMITTED)
 
     def steps_in_state(self, run_id: str, steps: list[str], state: str) -> list[str]:
         """Those of ``steps`` whose state is ``state`` now (one HMGET)."""
@@ -104,12 +104,25 @@ class StepsMixin(RegistryBase):
         return bool(self._retry_later(keys=keys, args=[step, token, error, attempt, f"{delay_s:.3f}"]))
 
     def escalate(
-        self, run_id: str, step: str, token: str, error: str, traceback: str, attempts: int, role: str = ""
-    ) -> bool:
-        """Mark ``step`` failed and hand it to an operator: the run becomes ``needs_attention``."""
+        self,
+        run_id: str,
+        step: str,
+        token: str,
+        error: str,
+        traceback: str,
+        attempts: int,
+        role: str = "",
+        end_state: str = "",
+    ) -> int:
+        """Mark ``step`` failed and hand it to an operator: the run becomes ``needs_attention``;
+        or, with ``end_state``, ends in that state in the same call. 0: nothing done (already
+        failed, stored or ended); 1: escalated; 2: escalated and the run ended; 3: ..., and ending
+        it admitted queued runs (the caller dispatches them)."""
         keys = [*self._base(run_id), self.run_keys(run_id).claim(step)]
         args: list[Any] = [step, token, error, traceback[-8000:], attempts, role or "unknown"]
-        return bool(self._escalate(keys=keys, args=args))
+        if end_state:
+            args += [end_state, *self._ends()]
+        return int(self._escalate(keys=keys, args=args))
 
     def operator_retry(self, run_id: str, step: str, actor: str) -> bool:
         return bool(self._operator_retry(keys=self._base(run_id), args=[step, actor]))

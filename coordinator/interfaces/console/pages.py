@@ -39,11 +39,21 @@ from proj.errors import (
     RunNotFoundError,
     StepStateError,
 )
-from proj.registry import Registry
+from proj.registry import TERMINAL_STATES, Registry
 from proj.settings import Settings
 
 HERE = Path(__file__).resolve().parent
-_STATE_OF_RUNS = ("running", "waiting_approval", "needs_attention", "succeeded", "failed", "cancelled", "rejected")
+_STATE_OF_RUNS = (
+    "queued",
+    "running",
+    "waiting_approval",
+    "needs_attention",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "rejected",
+    "budget_exceeded",
+)
 
 
 def mount_console(api: FastAPI, settings: Settings, registry: Registry) -> None:
@@ -313,7 +323,7 @@ def _run_values(run: Any, registry: Registry) -> dict[str, Any]:
         "dag": Markup(dag_svg(run.plan(), status)),
         "gantt": Markup(gantt_svg(status, timings)),
         "approvals": run.approvals(),
-        "ended": status.state in ("succeeded", "failed", "cancelled", "rejected"),
+        "ended": status.state in TERMINAL_STATES,
     }
 
 
