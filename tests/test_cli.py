@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,14 +19,15 @@ from proj.settings import Settings
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def agentchord(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from coordinator.interfaces.cli import main; main()", *args],
-        env={**settings_env(settings), "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+CLI = [sys.executable, "-c", "from coordinator.interfaces.cli import main; main()"]
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    return {**settings_env(settings), "COLUMNS": "200", **extra}
+
+
+def agentchord(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=cli_env(settings, **env), capture_output=True, text=True, timeout=120)
 
 
 def test_run_wait_status_and_list(settings: Settings, client: redis.Redis) -> None:
@@ -125,3 +127,73 @@ def test_errors_are_one_line_with_an_exit_code_per_cause(
     row = next(line for line in agentchord(settings, "list").stdout.splitlines() if run_id in line)
     assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", row) and " ago" in row
     assert str(int(float(get_run(run_id).status().created_at))) not in row
+
+
+def test_run_wait_says_which_queue_has_no_worker_and_how_to_start_one(
+    settings: Settings, client: redis.Redis, tmp_path: Path
+) -> None:
+    # A role the CLI knows (its module is on the CLI's path) that no worker of the test stack serves.
+    (tmp_path / "cli_unstaffed_agents.py").write_text(
+        "from agents import StepContext, agent\n\n\n@agent('cli_unstaffed')\n"
+        "def unstaffed(ctx: StepContext) -> dict[str, str]:\n    return {}\n"
+    )
+    spec = tmp_path / "unstaffed.yaml"
+    spec.write_text("name: unstaffed_cli\nsteps:\n  - {name: lonely, agent: cli_unstaffed}\n")
+    modules = ",".join([*settings.agent_modules, "cli_unstaffed_agents"])
+    pythonpath = os.pathsep.join([str(tmp_path), settings_env(settings)["PYTHONPATH"]])
+    waited = agentchord(
+        settings,
+        *("run", str(spec), "--wait", "--timeout", "2.5"),
+        AGENTCHORD_AGENT_MODULES=modules,
+        PYTHONPATH=pythonpath,
+    )
+    try:
+        assert waited.returncode == 3, waited.stdout + waited.stderr  # timed out: the run goes on
+        assert "did not finish within 2.5s" in waited.stdout
+        said = [line for line in waited.stderr.splitlines() if "waiting for a worker" in line]
+        # Polled about once a second for 2.5 s, said once: a new line only when it changes.
+        assert len(said) == 1, waited.stderr
+        assert re.fullmatch(
+            r"step lonely is waiting for a worker on queue cli_unstaffed since \d\d:\d\d:\d\d: no live worker "
+            r"serves it \(start one: celery -A proj worker -Q cli_unstaffed -n cli_unstaffed@%h\)",
+            said[0],
+        ), said
+    finally:
+        if waited.stdout.split():
+            get_run(waited.stdout.split()[0]).cancel()
+        client.delete("cli_unstaffed")  # the broker's list for that queue
+
+
+def test_run_wait_at_an_approval_gate_names_the_approval_and_how_to_approve_it(
+    settings: Settings, client: redis.Redis, tmp_path: Path
+) -> None:
+    spec = tmp_path / "gated.yaml"
+    spec.write_text(
+        "name: gated_cli\nsteps:\n  - {name: a, agent: echo}\n"
+        "  - {name: gate, after: [a], approval: {prompt: 'ship it?'}}\n"
+        "  - {name: b, agent: echo, after: [gate]}\n"
+    )
+    with subprocess.Popen(
+        [*CLI, "run", str(spec), "--wait", "--timeout", "60"],
+        env=cli_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as waiting:
+        assert waiting.stdout is not None and waiting.stderr is not None
+        run_id = waiting.stdout.readline().strip()
+        # The line comes while the command still waits (it would end only at the 60 s timeout).
+        said = next((line for line in waiting.stderr if "waiting for approval" in line), "")
+        assert said.strip() == (
+            f"waiting for approval {run_id}.gate at step 'gate' "
+            f"(approve: agentchord approve {run_id}.gate; or with --reject)"
+        ), said
+        assert waiting.poll() is None
+        approved = agentchord(settings, "approve", f"{run_id}.gate")  # the command it printed
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+        out, err = waiting.stdout.read(), waiting.stderr.read()  # both end when it exits
+        assert waiting.wait(timeout=60) == 0, out + err
+    assert set(json.loads(out)) == {"a", "gate", "b"}
+    # Said once (above), not again at a later poll before the approval landed (how many polls
+    # that spans depends on timing: the no-worker test above pins the once-only rule down).
+    assert "waiting for approval" not in err, err

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import redis
 import typer
 from pydantic import ValidationError
@@ -21,11 +22,12 @@ from rich.console import Console
 from rich.table import Table
 
 import agents
-from coordinator.engine.checkpoints import pending_approvals
+from coordinator.engine.checkpoints import ApprovalId, pending_approvals
 from coordinator.engine.specs import builtin_workflows
 from coordinator.interfaces.demo import run_demo
-from coordinator.interfaces.runner import get_run, list_runs, start
+from coordinator.interfaces.runner import Run, get_run, list_runs, start
 from coordinator.interfaces.stack import LocalStack
+from coordinator.observation.live import follow_events, sse_id
 from coordinator.observation.report import (
     aggregate,
     aggregate_table,
@@ -35,11 +37,11 @@ from coordinator.observation.report import (
     timing_table,
     token_table,
 )
-from coordinator.observation.roles import role_views, waiting_for_workers
+from coordinator.observation.roles import role_views, steps_without_worker
 from proj.celery import configure
 from proj.errors import AgentchordError, RunNeedsAttentionError, RunTimeoutError
 from proj.redaction import redact_url
-from proj.registry import registry_for
+from proj.registry import TERMINAL_STATES, Registry, registry_for
 from proj.settings import Settings, env_example
 
 # `agentchord up` writes the URL of the private Redis it started here, so other commands in
@@ -144,7 +146,7 @@ def approvals() -> None:
 
 @cli.command()
 def approve(
-    run_id: str,
+    run_id: Annotated[str, typer.Argument(help="The run, or the approval id (<run>.<step>, as `approvals` lists).")],
     reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")] = False,
     comment: Annotated[str, typer.Option(help="The reviewer's comment.")] = "",
     data: Annotated[
@@ -154,6 +156,11 @@ def approve(
 ) -> None:
     """Approve (or --reject) the approval a run is parked at."""
     settings = _settings()
+    if "." in run_id:  # an approval id: run ids never contain a dot
+        gate = ApprovalId.parse(run_id)
+        if step is not None and step != gate.step:
+            raise typer.BadParameter(f"--step {step} contradicts the approval id {run_id}")
+        run_id, step = gate.run_id, gate.step
     try:
         payload: Any = None if data is None else json.loads(data)
     except json.JSONDecodeError as exc:
@@ -239,13 +246,75 @@ def run(
     if compare:
         runs = [start(workflow, input=payload, collapse=c, settings=settings) for c in (False, True)]
         for handle in runs:
-            handle.wait(timeout=timeout)
+            _wait_saying_why(handle, registry_for(settings), timeout)
         console.print(comparison_table([(h.status(), h.timings()) for h in runs]))
         return
     handle = start(workflow, input=payload, idempotency_key=idempotency_key, collapse=collapse, settings=settings)
     console.print(handle.id)
     if wait:
-        console.print_json(json.dumps(handle.wait(timeout=timeout)))
+        console.print_json(json.dumps(_wait_saying_why(handle, registry_for(settings), timeout)))
+
+
+# How often a waiting command looks at what the run waits for (and wakes up to say it).
+WAIT_POLL_S = 1.0
+_ENDED = {*TERMINAL_STATES, "needs_attention"}
+
+
+class _WaitReporter:
+    """Says on stderr what a run waits for: a line when that changes, nothing while it does not
+    (stdout stays the command's result)."""
+
+    def __init__(self, handle: Run, registry: Registry) -> None:
+        self._handle, self._registry, self._said = handle, registry, ""
+
+    def update(self) -> None:
+        line = waiting_for(self._handle, self._registry)
+        if line and line != self._said:
+            typer.echo(line, err=True)
+            self._said = line
+
+
+def waiting_for(handle: Run, registry: Registry) -> str:
+    """One line: what the run waits for now (a worker nobody runs, an approval, its steps)."""
+    current = handle.status()
+    if current.state == "queued":
+        return "queued: the run starts when a running run ends and frees a slot (the run limits)"
+    without_worker = steps_without_worker(registry, handle.id, current.steps)
+    parts = [wait.line() for wait in without_worker]
+    if current.state == "waiting_approval" or any(s.state == "waiting_approval" for s in current.steps.values()):
+        parts += [
+            f"waiting for approval {view.id}{'' if view.kind == 'gate' else f' ({view.kind})'} at step '{view.step}' "
+            f"(approve: agentchord approve {view.id}; or with --reject)"
+            for view in handle.approvals()
+            if view.state == "pending"
+        ]
+    unserved = {wait.step for wait in without_worker}
+    running = [
+        name if step.state == "running" else f"{name} ({step.state})"
+        for name, step in current.steps.items()
+        if step.state in ("running", "retrying", "validating")
+    ]
+    queued = [name for name, step in current.steps.items() if step.state == "dispatched" and name not in unserved]
+    if running:
+        parts.append("running: " + ", ".join(running))
+    if queued:
+        parts.append("queued for a worker: " + ", ".join(queued))
+    return "; ".join(parts)
+
+
+def _wait_saying_why(handle: Run, registry: Registry, timeout: float) -> dict[str, Any]:
+    """``handle.wait(timeout)``, woken about once a second to say on stderr what the run waits
+    for; the same results and errors (a timeout names the whole ``timeout``)."""
+    reporter = _WaitReporter(handle, registry)
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return handle.wait(timeout=max(min(remaining, WAIT_POLL_S), 0.0))
+        except RunTimeoutError as exc:
+            reporter.update()  # also when giving up: the last line says what it waited for
+            if remaining <= WAIT_POLL_S:
+                raise RunTimeoutError(handle.id, timeout, exc.state) from None
 
 
 @cli.command()
@@ -254,7 +323,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A run's state, steps and timing table."""
-    handle = get_run(run_id, settings=_settings())
+    settings = _settings()
+    handle = get_run(run_id, settings=settings)
     current = handle.status()
     if as_json:
         console.print_json(json.dumps({"status": current.model_dump(), "timings": handle.timings().model_dump()}))
@@ -265,11 +335,8 @@ def status(
         for name, step in current.steps.items():
             if step.error:
                 console.print(f"step {name} failed: {step.error}", highlight=False, markup=False)
-        waiting = waiting_for_workers(handle.events())
-        for name, queue in waiting.items():
-            if current.steps.get(name) and current.steps[name].state == "dispatched":
-                hint = f"step {name} is waiting for a worker on queue {queue}: none is running"
-                console.print(f"{hint} (start one: celery -A proj worker -Q {queue})", highlight=False, markup=False)
+        for wait in steps_without_worker(registry_for(settings), run_id, current.steps):
+            console.print(wait.line(), highlight=False, markup=False)
         if current.state == "needs_attention":
             _print_next_steps(run_id)
 
@@ -320,12 +387,24 @@ def roles() -> None:
 
 @cli.command()
 def watch(run_id: str) -> None:
-    """Print a run's events as they happen, until it ends (exit 1 unless it succeeded)."""
-    handle = get_run(run_id, settings=_settings())
-    for event in handle.events(follow=True):
-        fields = " ".join(f"{key}={value}" for key, value in sorted(event.fields.items()))
-        when = datetime.fromtimestamp(event.at, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
-        console.print(f"{when} {event.type} {fields}", highlight=False, markup=False)
+    """Print a run's events as they happen, until it ends (exit 1 unless it succeeded); what it
+    waits for meanwhile goes to stderr."""
+    settings = _settings()
+    handle = get_run(run_id, settings=settings)
+    registry = registry_for(settings)
+    reporter = _WaitReporter(handle, registry)
+    last_id: str | None = None
+    while True:
+        # The state is read before following: once it has ended, this pass yields the rest.
+        ended = registry.run_record(run_id).get("state", "") in _ENDED | {""}
+        for event in follow_events(registry, run_id, last_id, timeout_s=WAIT_POLL_S):
+            last_id = sse_id(event)
+            fields = " ".join(f"{key}={value}" for key, value in sorted(event.fields.items()))
+            when = datetime.fromtimestamp(event.at, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
+            console.print(f"{when} {event.type} {fields}", highlight=False, markup=False)
+        if ended:
+            break
+        reporter.update()
     state = handle.status().state
     console.print(f"run {run_id}: {state}", highlight=False)
     if state != "succeeded":
@@ -359,7 +438,7 @@ def env_example_command() -> None:
 # Exit codes, one per cause: a script can tell a failed run from a slow one from a missing Redis.
 EXIT_ERROR = 2  # bad input, an unknown run, a run that failed or waits for an operator
 EXIT_TIMED_OUT = 3  # `--wait` gave up; the run goes on
-EXIT_UNREACHABLE = 4  # Redis (or a setting naming it) cannot be reached or read
+EXIT_UNREACHABLE = 4  # Redis or the API (or a setting naming one) cannot be reached or read
 
 
 def main() -> None:
@@ -385,6 +464,9 @@ def main() -> None:
         where = redact_url(_settings_or_none() or "redis://127.0.0.1:6379/0")
         _fail(debug, f"cannot reach Redis at {where} ({type(exc).__name__}): start the local stack with "
               "`agentchord up`, or set AGENTCHORD_REDIS_URL to yours", EXIT_UNREACHABLE)  # fmt: skip
+    except httpx.TransportError as exc:
+        fix = "start it with `agentchord api` (or `agentchord up`), or set AGENTCHORD_PUBLIC_URL to its address"
+        _fail(debug, f"cannot reach the API at {_request_url(exc)} ({type(exc).__name__}): {fix}", EXIT_UNREACHABLE)
     except ValidationError as exc:
         first = exc.errors()[0] if exc.errors() else {"loc": ("?",), "msg": str(exc)}
         name = "AGENTCHORD_" + str(first["loc"][0]).upper() if first.get("loc") else "a setting"
@@ -396,6 +478,13 @@ def _fail(debug: bool, message: str, code: int) -> None:
     if debug:
         traceback.print_exc()
     raise SystemExit(code)
+
+
+def _request_url(exc: httpx.TransportError) -> str:
+    try:
+        return redact_url(str(exc.request.url))
+    except RuntimeError:  # an error raised before its request was built
+        return "(unknown URL)"
 
 
 def _settings_or_none() -> str | None:
