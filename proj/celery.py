@@ -22,7 +22,7 @@ from celery.signals import (
 )
 
 from proj.heartbeat import Heartbeat
-from proj.queues import COORDINATOR_QUEUE, SWEEP_DEADLINES_TASK, WATCHDOG_TASK, route_task
+from proj.queues import COORDINATOR_QUEUE, PRIORITY_STEPS, SWEEP_DEADLINES_TASK, WATCHDOG_TASK, route_task
 from proj.registry import registry_for
 from proj.settings import Settings
 from proj.tracing import setup_tracing
@@ -52,7 +52,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": settings.acks_late,
         "task_reject_on_worker_lost": settings.acks_late,
         "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
-        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
+        # Ten priority lists per queue (kombu's default groups 0-9 into four): a step's priority
+        # (proj/plan.py) is kept exactly. Messages without one stay in the queue's own list.
+        "broker_transport_options": {
+            "visibility_timeout": settings.broker_visibility_timeout_s,
+            "priority_steps": list(PRIORITY_STEPS),
+        },
         "result_expires": settings.celery_result_ttl_s,
         "broker_connection_retry_on_startup": True,
         # Task events on, so Flower shows every task with its run id and step.

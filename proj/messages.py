@@ -55,6 +55,8 @@ def step_message_options(run_id: str, step: str, plan: StepPlan) -> dict[str, An
         options["time_limit"] = plan.time_limit_s
     if plan.soft_time_limit_s:
         options["soft_time_limit"] = plan.soft_time_limit_s
+    if plan.priority:
+        options["priority"] = plan.priority
     return options
 
 

@@ -54,6 +54,7 @@ class StepPlan(_Frozen):
     time_limit_s: float | None = None
     soft_time_limit_s: float | None = None
     on_failure: str = "escalate"
+    priority: int | None = None  # Celery message priority (Redis: 0 first, 9 last; None is 0)
     # The steps that depend on this one, each with all its dependencies: what the script that
     # stores this step's result checks to claim the ones it made ready.
     successors: dict[str, tuple[str, ...]] = Field(default_factory=dict)

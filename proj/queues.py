@@ -8,6 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+# The Redis broker keeps one list per queue and priority (kombu's redis transport): priority 0
+# (and no priority) in the queue's own list, priority p in "<queue>\x06\x16<p>", consumed in
+# this order.
+PRIORITY_STEPS = tuple(range(10))
+_PRIORITY_SEP = "\x06\x16"
+
+
+def priority_lists(queue: str) -> list[str]:
+    """The Redis lists that hold ``queue``'s messages, in the order workers take them."""
+    return [queue if p == 0 else f"{queue}{_PRIORITY_SEP}{p}" for p in PRIORITY_STEPS]
+
+
 AGENT_TASK_PREFIX = "agents."
 COORDINATOR_TASK_PREFIX = "coordinator."
 COORDINATOR_QUEUE = "coordinator"

@@ -6,17 +6,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis
 
 from agents.llm import count_tokens, step_cost
 from coordinator import Step, Workflow, get_run, start
 from coordinator.engine.specs import parse_workflow
-from coordinator.interfaces.stack import WorkerProcess
+from coordinator.interfaces.stack import ApiProcess, WorkerProcess
 from proj.budget import Budget
 from proj.errors import InvalidStartOptionError, RunFailedError, SpecFileError
 from proj.settings import Settings
 from tests.conftest import start_worker, wait_for
+from tests.test_approvals import bearer
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -167,3 +169,27 @@ def test_a_bad_budget_is_refused_before_anything_is_created(
 def test_a_bad_workflow_budget_names_the_field() -> None:
     with pytest.raises(SpecFileError, match=r"budget\.max_model_calls: Input should be greater than 0"):
         parse_workflow({"name": "w", "budget": {"max_model_calls": 0}, "steps": [{"name": "s", "agent": "spender"}]})
+
+
+def test_over_http_a_start_carries_its_budget_and_the_token_is_the_tenant(client: redis.Redis, api: ApiProcess) -> None:
+    body = {"workflow": "code_review", "input": {"code": "def f(): pass"}, "budget": {"max_model_calls": 1}}
+    response = httpx.post(f"{api.url}/workflows", json=body, headers=bearer(), timeout=30)
+    assert response.status_code == 202, response.text
+    run = get_run(response.json()["run_id"])
+    with pytest.raises(RunFailedError, match="budget exceeded"):
+        run.wait(timeout=30)
+    view = httpx.get(f"{api.url}/workflows/{run.id}", headers=bearer(), timeout=30).json()["status"]
+    assert view["state"] == "budget_exceeded"
+    assert view["budget"]["budget"]["max_model_calls"] == 1 and view["budget"]["model_calls"] == 1
+    assert view["tenant"] == "token"  # the test token's name
+
+
+def test_over_http_a_bad_budget_is_422_and_starts_nothing(
+    client: redis.Redis, api: ApiProcess, settings: Settings
+) -> None:
+    body = {"workflow": "code_review", "input": {}, "budget": {"max_cost_usd": 0}}
+    response = httpx.post(f"{api.url}/workflows", json=body, headers=bearer(), timeout=30)
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["errors"][0]["loc"] == ["body", "budget", "max_cost_usd"]
+    assert client.zcard(f"{settings.key_prefix}:runs") == 0

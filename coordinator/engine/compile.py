@@ -70,6 +70,7 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], dict[str, An
             soft_time_limit_s=step.soft_time_limit_s
             or (step.time_limit_s * 0.9 if step.time_limit_s else base.get("soft_time_limit_s")),
             on_failure=step.on_failure,
+            priority=step.priority,
             successors=successors[step.name],
             inline=inline,
             run_steps=len(workflow.steps) if inline else 0,

@@ -143,6 +143,13 @@ class Step(BaseModel):
     retry: RetryPolicy | None = Field(default=None, description="Overrides the role's and the default policy.")
     time_limit_s: float | None = Field(default=None, gt=0, description="Hard limit: the process is killed.")
     soft_time_limit_s: float | None = Field(default=None, gt=0, description="Soft limit: a retryable error.")
+    priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=9,
+        description="Celery message priority on the Redis broker: 0 goes first (as messages without one) and 9 "
+        "last; a step of a bulk or background workflow set to 6 yields to the interactive ones on its queue.",
+    )
     validation: Validate | None = Field(
         default=None, alias="validate", description="A validator gate with a critique loop on this step's output."
     )

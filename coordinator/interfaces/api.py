@@ -56,6 +56,7 @@ from coordinator.observation.metrics import RegistryCollector
 from coordinator.observation.roles import RoleView, role_views
 from coordinator.observation.status import RunStatus
 from coordinator.observation.timing import RunTimings
+from proj.budget import Budget
 from proj.celery import configure
 from proj.credentials import Identity
 from proj.errors import (
@@ -80,7 +81,7 @@ from proj.errors import (
     WorkflowSpecError,
 )
 from proj.registry import registry_for
-from proj.settings import Settings
+from proj.settings import TENANT_PATTERN, Settings
 from proj.tracing import setup_tracing
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,9 @@ class StartRequest(BaseModel):
     spec: Workflow | None = Field(default=None, description="An inline workflow spec.")
     input: dict[str, JsonValue] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    budget: Budget | None = Field(
+        default=None, description="Caps the run's model spend (else the workflow's, else the default budget)."
+    )
 
     @model_validator(mode="after")
     def _one_workflow(self) -> StartRequest:
@@ -382,7 +386,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request: StartRequest = parse_and_spend(auth, StartRequest)
         # Only built-ins by name: a path from a client must never be read from disk.
         workflow = request.spec or builtin_workflow(str(request.workflow))
-        run = start(workflow, input=request.input, idempotency_key=request.idempotency_key, settings=settings)
+        # Over HTTP the tenant is the token's name: a caller cannot spend another tenant's slots.
+        tenant = auth[0].name if TENANT_PATTERN.fullmatch(auth[0].name) else None
+        run = start(
+            workflow,
+            input=request.input,
+            idempotency_key=request.idempotency_key,
+            budget=request.budget,
+            tenant=tenant,
+            settings=settings,
+        )
         base = settings.public_url.rstrip("/")
         return StartResponse(run_id=run.id, state=run.status().state, status_url=f"{base}/workflows/{run.id}")
 

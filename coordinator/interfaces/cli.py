@@ -38,6 +38,7 @@ from coordinator.observation.report import (
     token_table,
 )
 from coordinator.observation.roles import role_views, steps_without_worker
+from coordinator.observation.status import RunStatus
 from proj.celery import configure
 from proj.errors import AgentchordError, RunNeedsAttentionError, RunTimeoutError
 from proj.redaction import redact_url
@@ -236,20 +237,34 @@ def run(
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 300.0,
     collapse: Annotated[bool, typer.Option(help="Run the whole workflow as one model call.")] = False,
     compare: Annotated[bool, typer.Option(help="Run it both ways and compare latency, tokens and cost.")] = False,
+    budget: Annotated[
+        str | None,
+        typer.Option(help='The run\'s budget as JSON, e.g. \'{"max_cost_usd": 0.5, "max_model_calls": 40}\'.'),
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Whose run it is, for the admission limits.")] = None,
 ) -> None:
     """Start a workflow run and print its id."""
     settings = _settings()
     try:
         payload: Any = json.loads(input)
+        limits: Any = json.loads(budget) if budget is not None else None
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"--input is not valid JSON: {exc}") from None
+        raise typer.BadParameter(f"--input or --budget is not valid JSON: {exc}") from None
     if compare:
         runs = [start(workflow, input=payload, collapse=c, settings=settings) for c in (False, True)]
         for handle in runs:
             _wait_saying_why(handle, registry_for(settings), timeout)
         console.print(comparison_table([(h.status(), h.timings()) for h in runs]))
         return
-    handle = start(workflow, input=payload, idempotency_key=idempotency_key, collapse=collapse, settings=settings)
+    handle = start(
+        workflow,
+        input=payload,
+        idempotency_key=idempotency_key,
+        collapse=collapse,
+        budget=limits,
+        tenant=tenant,
+        settings=settings,
+    )
     console.print(handle.id)
     if wait:
         console.print_json(json.dumps(_wait_saying_why(handle, registry_for(settings), timeout)))
@@ -337,6 +352,7 @@ def status(
                 console.print(f"step {name} failed: {step.error}", highlight=False, markup=False)
         for wait in steps_without_worker(registry_for(settings), run_id, current.steps):
             console.print(wait.line(), highlight=False, markup=False)
+        _print_budget(current)
         if current.state == "needs_attention":
             _print_next_steps(run_id)
 
@@ -368,8 +384,19 @@ def report(
     if run_id:
         console.print(timing_table(*runs[0]))
         console.print(token_table(runs[0][1]))
+        _print_budget(runs[0][0])
     elif agg is not None:
         console.print(aggregate_table(agg, f"workflow {workflow}" if workflow else "all workflows"))
+
+
+def _print_budget(current: RunStatus) -> None:
+    """The run's spend against its budget, a line per limit (nothing without a budget)."""
+    if current.budget is None:
+        return
+    state = f" - exceeded: {current.budget.exceeded}" if current.budget.exceeded else ""
+    console.print(f"budget{state}", highlight=False, markup=False)
+    for line in current.budget.lines():
+        console.print(f"  {line}", highlight=False, markup=False)
 
 
 @cli.command()

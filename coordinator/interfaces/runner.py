@@ -27,7 +27,7 @@ from coordinator.engine.specs import Step, Workflow, resolve_workflow
 from coordinator.observation.live import follow_events
 from coordinator.observation.status import RunStatus, StepStatus
 from coordinator.observation.timing import RunTimings, compute_timings
-from proj.admission import admission_for
+from proj.admission import DEFAULT_TENANT, admission_for
 from proj.budget import Budget, BudgetSpend
 from proj.celery import app, current_settings
 from proj.errors import (
@@ -99,6 +99,8 @@ class Run:
             finished_at=float(record["finished_at"]) if record.get("finished_at") else None,
             error=record.get("error"),
             steps=steps,
+            tenant=record.get("tenant") or DEFAULT_TENANT,
+            budget=self._registry.spend(self.id) if record.get("budget") else None,
         )
 
     def results(self) -> dict[str, Any]:

@@ -127,6 +127,13 @@ class RegistryCollector(Collector):
                                   value=float(raw.get("step_retries_total", 0)))  # fmt: skip
         yield CounterMetricFamily("agentchord_cost", "Model cost of succeeded runs (price table).",
                                   value=float(raw.get("cost_total", 0)))  # fmt: skip
+        budget = CounterMetricFamily(
+            "agentchord_budget_events", "Runs that reached their budget's soft limit (warning) or a hard one.",
+            labels=["kind"],
+        )  # fmt: skip
+        for kind in ("warning", "exceeded"):
+            budget.add_metric([kind], float(raw.get(f"budget_total|{kind}", 0)))
+        yield budget
         for name, values in histograms.items():
             bounds = RATIO_BUCKETS if name == "run_tax_ratio" else BUCKETS
             cumulative, buckets = 0.0, []
@@ -141,3 +148,13 @@ class RegistryCollector(Collector):
                                 value=float(client.zcard(self.registry.keys.pending_approvals)))  # fmt: skip
         yield GaugeMetricFamily("agentchord_active_runs", "Runs not yet finished.",
                                 value=float(client.zcard(self.registry.keys.active_runs)))  # fmt: skip
+        running, _, queued = self.registry.admission_counts()
+        admitted = GaugeMetricFamily("agentchord_admitted_runs", "Counted running runs per tenant.", labels=["tenant"])
+        waiting = GaugeMetricFamily("agentchord_queued_runs", "Runs waiting for admission per tenant.",
+                                    labels=["tenant"])  # fmt: skip
+        for tenant, count in running.items():
+            admitted.add_metric([tenant], float(count))
+        for lane, count in queued.items():
+            waiting.add_metric([lane], float(count))
+        yield admitted
+        yield waiting

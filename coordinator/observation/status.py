@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from proj.budget import BudgetSpend
 
 
 class StepStatus(BaseModel):
@@ -21,3 +23,5 @@ class RunStatus(BaseModel):
     finished_at: float | None = None
     error: str | None = None
     steps: dict[str, StepStatus]
+    tenant: str = Field(default="default", description="Whose run it is, for the admission limits.")
+    budget: BudgetSpend | None = Field(default=None, description="Spend against the run's budget, if it has one.")

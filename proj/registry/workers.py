@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from proj.queues import PRIORITY_STEPS, priority_lists
 from proj.registry._base import RegistryBase
 
 
@@ -49,15 +50,23 @@ class WorkersMixin(RegistryBase):
         return sorted(live, key=lambda beat: beat.hostname)
 
     def queue_depths(self, queues: list[str]) -> dict[str, int]:
+        """Messages waiting per queue, its priority lists included."""
         with self.client.pipeline(transaction=False) as pipe:
             for queue in queues:
-                pipe.llen(queue)
-            return dict(zip(queues, (int(n) for n in pipe.execute()), strict=True))
+                for name in priority_lists(queue):
+                    pipe.llen(name)
+            counts = [int(n) for n in pipe.execute()]
+        per = len(PRIORITY_STEPS)
+        return {queue: sum(counts[i * per : (i + 1) * per]) for i, queue in enumerate(queues)}
 
     def waiting_task_ids(self, queue: str, limit: int = 100) -> list[str]:
-        """The ids of the oldest ``limit`` messages waiting in ``queue``, oldest first."""
-        raw = self.client.lrange(queue, -limit, -1)
-        return [task_id for task_id in (_task_id(message) for message in reversed(raw)) if task_id]
+        """The ids of the oldest ``limit`` messages waiting in ``queue`` (each priority list's,
+        in the order they are consumed), oldest first."""
+        ids: list[str] = []
+        for name in priority_lists(queue):
+            raw = self.client.lrange(name, -limit, -1)
+            ids += [task_id for task_id in (_task_id(message) for message in reversed(raw)) if task_id]
+        return ids[:limit]
 
 
 def _task_id(message: Any) -> str:
