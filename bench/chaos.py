@@ -9,9 +9,19 @@ body re-executions and the longest recovery of a step hit by a fault.
 
     python bench/chaos.py                      # 1,000 runs, a kill every 2 s
     python bench/chaos.py --unsafe --runs 300  # negative control: early acks, no watchdog
+    python bench/chaos.py --tenants --runs 300 # a mix of tenants, admission limits and budgets
 
 The negative control acks messages before running them and turns the watchdog off: a kill then
 loses the step, and the checker must report lost runs.
+
+``--tenants`` submits the runs for three tenants (one submits most), under admission limits small
+enough that most runs start ``queued``, and gives a share of them budgets: big ones (the run
+succeeds) and a few model calls (the run ends ``budget_exceeded``); every step makes one model
+call. The checker then also asserts: every run ends in the state its budget implies (none is left
+``queued`` or ``running``), no limit was ever passed (the peak overlap of the runs' admitted
+spans per tenant and per workflow, and the live counters, sampled), the counters are back to 0
+and the admission queues are empty, and no run made more model calls than its budget allows.
+It exits 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from coordinator import Step, Workflow, start
 from coordinator.interfaces.stack import WorkerProcess, settings_env
+from proj.budget import Budget
 from proj.celery import configure
 from proj.policy import RetryPolicy
 from proj.queues import COORDINATOR_QUEUE
@@ -49,6 +61,47 @@ DIAMOND = Workflow(
         Step(name="merge", agent="chaos", after=["tests", "docs"]),
     ],
 )
+
+
+# --tenants: who submits the runs (share of them), and the admission limits the starts use.
+TENANT_SHARES = (("acme", 0.7), ("beta", 0.2), ("gamma", 0.1))
+MAX_RUNNING_PER_TENANT = 3
+TENANT_LIMITS = {"acme": 5}
+MAX_RUNNING_PER_WORKFLOW = 8
+BIG_BUDGET_CALLS = 100  # a diamond wants 4 model calls (more when a kill re-runs a step)
+SMALL_BUDGET_CALLS = (1, 2, 3)  # fewer than 4: the run must end budget_exceeded
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One run of the --tenants mix: its tenant, its budget (max model calls) and how it must end."""
+
+    tenant: str
+    kind: str  # "none" | "big" | "small"
+    max_calls: int | None
+
+    @property
+    def budget(self) -> Budget | None:
+        return None if self.max_calls is None else Budget(max_model_calls=self.max_calls)
+
+    @property
+    def expected(self) -> str:
+        return "budget_exceeded" if self.kind == "small" else "succeeded"
+
+
+def tenant_mix(runs: int, rng: random.Random) -> list[Submission]:
+    """The --tenants runs: 70/20/10 across three tenants; 20% big budgets, 20% small, 60% none."""
+    mix = []
+    for _ in range(runs):
+        tenant = rng.choices([t for t, _ in TENANT_SHARES], weights=[w for _, w in TENANT_SHARES])[0]
+        draw = rng.random()
+        if draw < 0.2:
+            mix.append(Submission(tenant, "big", BIG_BUDGET_CALLS))
+        elif draw < 0.4:
+            mix.append(Submission(tenant, "small", rng.choice(SMALL_BUDGET_CALLS)))
+        else:
+            mix.append(Submission(tenant, "none", None))
+    return mix
 
 
 class Cluster:

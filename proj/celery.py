@@ -52,8 +52,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": settings.acks_late,
         "task_reject_on_worker_lost": settings.acks_late,
         "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
-        # Ten priority lists per queue (kombu's default groups 0-9 into four): a step's priority
-        # (proj/plan.py) is kept exactly. Messages without one stay in the queue's own list.
+        # The priority lists per queue (proj/queues.py; kombu's default, written out so the
+        # readers of queue depth and the broker agree). Messages without a priority stay in the
+        # queue's own list.
         "broker_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout_s,
             "priority_steps": list(PRIORITY_STEPS),

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-# The Redis broker keeps one list per queue and priority (kombu's redis transport): priority 0
-# (and no priority) in the queue's own list, priority p in "<queue>\x06\x16<p>", consumed in
-# this order.
-PRIORITY_STEPS = tuple(range(10))
+# The Redis broker keeps one list per queue and priority step (kombu's redis transport): steps 0
+# (and no priority) in the queue's own list, step p in "<queue>\x06\x16<p>", consumed in this
+# order. kombu's default four steps: priorities 0-2, 3-5, 6-8 and 9 share a list. Every step is
+# a key in each worker's BRPOP, so more steps would cost every poll of every worker.
+PRIORITY_STEPS = (0, 3, 6, 9)
 _PRIORITY_SEP = "\x06\x16"
 
 

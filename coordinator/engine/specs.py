@@ -148,7 +148,8 @@ class Step(BaseModel):
         ge=0,
         le=9,
         description="Celery message priority on the Redis broker: 0 goes first (as messages without one) and 9 "
-        "last; a step of a bulk or background workflow set to 6 yields to the interactive ones on its queue.",
+        "last, in four groups (0-2, 3-5, 6-8, 9); a step of a bulk or background workflow set to 6 yields to "
+        "the interactive ones on its queue.",
     )
     validation: Validate | None = Field(
         default=None, alias="validate", description="A validator gate with a critique loop on this step's output."
