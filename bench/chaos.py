@@ -127,7 +127,7 @@ class Cluster:
             self.workers[index] = WorkerProcess(queues, name, self.settings, concurrency=concurrency).start()
         else:
             try:
-                os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 return
         self.kills.append((time.time(), kind))
@@ -137,15 +137,16 @@ class Cluster:
             worker.stop(timeout_s=20)
 
 
-def ledger(registry: Registry, run_ids: list[str]) -> dict[str, Any]:
-    """Everything the event log says about the runs."""
+def ledger(registry: Registry, run_ids: list[str], expected: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything the event log says about the runs. A run is completed when it ended in the
+    state expected of it (``expected``; else ``succeeded``), lost otherwise."""
     completed = lost = duplicate_completions = duplicate_fan_in = discarded = reexecutions = 0
     recovery: list[float] = []
     states: dict[str, int] = {}
     for run_id in run_ids:
         state = registry.run_record(run_id).get("state", "missing")
         states[state] = states.get(state, 0) + 1
-        if state == "succeeded":
+        if state == (expected or {}).get(run_id, "succeeded"):
             completed += 1
         else:
             lost += 1
@@ -183,7 +184,152 @@ def ledger(registry: Registry, run_ids: list[str]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def peak_overlap(spans: list[tuple[float, float]]) -> int:
+    """Most spans open at once; an end and a start at the same instant do not overlap (the run
+    that ends frees its slot and admits the next in one script, at one server time)."""
+    edges = sorted([(begin, 1) for begin, _ in spans] + [(end, -1) for _, end in spans])
+    running = peak = 0
+    for _at, change in edges:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+class CounterWatch:
+    """Samples the live admission counters while the runs go: highest and lowest value seen."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.high: dict[str, int] = {}
+        self.low: dict[str, int] = {}
+        self.samples = 0
+
+    def sample(self) -> None:
+        keys = self.registry.keys
+        try:
+            pipe = self.registry.client.pipeline(transaction=False)
+            pipe.hgetall(keys.admission_tenants)
+            pipe.hgetall(keys.admission_workflows)
+            tenants, workflows = pipe.execute()
+        except Exception:
+            return  # Redis is restarting
+        self.samples += 1
+        for prefix, counts in (("tenant", tenants), ("workflow", workflows)):
+            for name, value in counts.items():
+                key, n = f"{prefix} {name}", int(value)
+                self.high[key] = max(self.high.get(key, n), n)
+                self.low[key] = min(self.low.get(key, n), n)
+
+
+def admission_ledger(
+    registry: Registry, run_ids: list[str], mix: list[Submission], watch: CounterWatch, workflow: str
+) -> dict[str, Any]:
+    """What the run records and the admission keys say about tenants, limits and budgets; the
+    failed checks under ``violations``."""
+    client, keys = registry.client, registry.keys
+    violations: list[str] = []
+    limits = {f"tenant {t}": TENANT_LIMITS.get(t, MAX_RUNNING_PER_TENANT) for t, _ in TENANT_SHARES}
+    limits[f"workflow {workflow}"] = MAX_RUNNING_PER_WORKFLOW
+    spans: dict[str, list[tuple[float, float]]] = {key: [] for key in limits}
+    per_key: dict[str, dict[str, Any]] = {
+        key: {"limit": limit, "runs": 0, "queued_at_start": 0, "admitted_from_queue": 0, "max_wait_s": 0.0}
+        for key, limit in limits.items()
+    }
+    budgets: dict[str, dict[str, Any]] = {}
+    stuck: list[str] = []
+    unexpected: list[str] = []
+    admitted_twice: list[str] = []
+    # From a queued run's admission to its first step's dispatch: long when whoever admitted it
+    # died before dispatching it and the watchdog's sweep did (dispatch_admitted, or a re-drive).
+    dispatch_delays: list[float] = []
+    for run_id, sub in zip(run_ids, mix, strict=False):
+        record = registry.run_record(run_id)
+        state = record.get("state", "missing")
+        if sum(1 for event in registry.events(run_id) if event.type == "admitted") > 1:
+            admitted_twice.append(run_id)
+        first = registry.step_records(run_id).get("review", {}).get("dispatched_at")
+        if record.get("admitted_at") and first:
+            dispatch_delays.append(float(first) - float(record["admitted_at"]))
+        if state not in TERMINAL_STATES:
+            stuck.append(f"{run_id} ({sub.tenant}, {state})")
+        elif state != sub.expected:
+            unexpected.append(f"{run_id} ({sub.tenant}, budget {sub.max_calls}: {state}, {record.get('error', '')})")
+        for key in (f"tenant {sub.tenant}", f"workflow {workflow}"):
+            row = per_key[key]
+            row["runs"] += 1
+            if record.get("queued_at"):
+                row["queued_at_start"] += 1
+            if record.get("admitted_at"):
+                row["admitted_from_queue"] += 1
+                if record.get("queued_at"):
+                    wait = float(record["admitted_at"]) - float(record["queued_at"])
+                    row["max_wait_s"] = round(max(row["max_wait_s"], wait), 2)
+            if record.get("admitted") in ("1", "released"):
+                # From admission (or creation, when admitted at once) to the end; open: still holding.
+                begin = float(record.get("admitted_at") or record["created_at"])
+                end = float(record["finished_at"]) if record.get("finished_at") else float("inf")
+                spans[key].append((begin, end))
+        label = {"none": "none", "big": f"max_model_calls={BIG_BUDGET_CALLS}", "small": "max_model_calls=1-3"}[sub.kind]
+        row = budgets.setdefault(
+            label, {"runs": 0, "succeeded": 0, "budget_exceeded": 0, "other": 0, "max_calls_over_limit": 0.0}
+        )
+        row["runs"] += 1
+        row[state if state in ("succeeded", "budget_exceeded") else "other"] += 1
+        calls = int(record.get("spend_calls") or 0)
+        if sub.max_calls is not None:
+            row["max_calls_over_limit"] = round(max(row["max_calls_over_limit"], calls / sub.max_calls), 2)
+            if calls > sub.max_calls:
+                violations.append(f"run {run_id} made {calls} model calls, budget {sub.max_calls}")
+    for key, row in per_key.items():
+        row["peak_running"] = peak_overlap(spans[key])
+        row["peak_counter_seen"] = watch.high.get(key, 0)
+        row["lowest_counter_seen"] = watch.low.get(key, 0)
+        if row["peak_running"] > row["limit"]:
+            violations.append(f"{key}: {row['peak_running']} runs overlapped, limit {row['limit']}")
+        if row["peak_counter_seen"] > row["limit"] or row["lowest_counter_seen"] < 0:
+            violations.append(
+                f"{key}: counter seen between {row['lowest_counter_seen']} and {row['peak_counter_seen']}, "
+                f"limit {row['limit']}"
+            )
+    counters = {f"tenant {t}": int(n) for t, n in client.hgetall(keys.admission_tenants).items()} | {
+        f"workflow {w}": int(n) for w, n in client.hgetall(keys.admission_workflows).items()
+    }
+    for key, row in per_key.items():
+        row["counter_at_end"] = counters.get(key, 0)
+    drift = {key: n for key, n in counters.items() if n}
+    if drift:
+        violations.append(f"admission counters not back to 0: {drift}")
+    leftover = {
+        key: int(client.llen(key))
+        for key in [keys.admission_ring, keys.admitted, *client.scan_iter(f"{keys.admission_queue('')}*")]
+        if client.llen(key)
+    }
+    if leftover:
+        violations.append(f"admission lists not empty: {leftover}")
+    if admitted_twice:
+        violations.append(f"{len(admitted_twice)} runs admitted twice: {admitted_twice[:10]}")
+    if stuck:
+        violations.append(f"{len(stuck)} runs left queued or running (lost): {stuck[:10]}")
+    if unexpected:
+        violations.append(f"{len(unexpected)} runs ended in an unexpected state: {unexpected[:10]}")
+    for label, row in budgets.items():
+        if label != "max_model_calls=1-3" and row["succeeded"] != row["runs"]:
+            violations.append(f"budget {label}: {row['succeeded']} of {row['runs']} runs succeeded")
+    return {
+        "limits": per_key,
+        "budgets": budgets,
+        "stuck_runs": len(stuck),
+        "runs_admitted_twice": len(admitted_twice),
+        "max_admission_to_dispatch_s": round(max(dispatch_delays, default=0.0), 2),
+        "admissions_dispatched_after_1s": sum(1 for delay in dispatch_delays if delay > 1.0),
+        "unexpected_end_states": len(unexpected),
+        "admission_lists_at_end": leftover,
+        "counter_samples": watch.samples,
+        "violations": violations,
+    }
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--kill-every", type=float, default=2.0, help="seconds between SIGKILLs")
@@ -193,10 +339,22 @@ def main() -> None:
     parser.add_argument("--drain-timeout", type=float, default=180.0, help="wait this long for stragglers")
     parser.add_argument("--run-timeout", type=float, default=120.0, help="a run open this long frees its slot")
     parser.add_argument("--unsafe", action="store_true", help="negative control: early acks, no watchdog")
+    parser.add_argument(
+        "--tenants", action="store_true", help="three tenants, admission limits and budgets (see above)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    # Drawn apart from the kills, so the kill sequence is the same with and without --tenants.
+    mix = tenant_mix(args.runs, random.Random(args.seed + 1)) if args.tenants else []
+    limits: dict[str, Any] = {}
+    if args.tenants:
+        limits = {
+            "max_running_per_tenant": MAX_RUNNING_PER_TENANT,
+            "tenant_limits": TENANT_LIMITS,
+            "max_running_per_workflow": MAX_RUNNING_PER_WORKFLOW,
+        }
 
     with RedisServer(appendonly=True) as server:
         settings = Settings(
@@ -211,17 +369,15 @@ def main() -> None:
             watchdog_interval_s=2,
             watchdog_stall_s=0 if args.unsafe else 10,
             acks_late=not args.unsafe,
+            **limits,
         )
         configure(settings)
         import bench.chaos_agents  # noqa: F401  (the role, for validation in this process)
 
-        workflow = DIAMOND.model_copy(
-            update={
-                "steps": [
-                    s.model_copy(update={"retry": RetryPolicy(max_attempts=6, backoff_s=0.2)}) for s in DIAMOND.steps
-                ]
-            }
-        )
+        step_update: dict[str, Any] = {"retry": RetryPolicy(max_attempts=6, backoff_s=0.2)}
+        if args.tenants:
+            step_update["params"] = {"model_calls": 1}  # budgets count them
+        workflow = DIAMOND.model_copy(update={"steps": [s.model_copy(update=step_update) for s in DIAMOND.steps]})
         beat_dir = tempfile.mkdtemp(prefix="chaos-beat-")
         beat = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "proj", "beat", "-s", f"{beat_dir}/schedule", "-l", "WARNING"],
@@ -234,6 +390,7 @@ def main() -> None:
         run_ids: list[str] = []
         stop_killing = threading.Event()
         restarted: list[float] = []
+        watch = CounterWatch(registry)
 
         def killer() -> None:
             while not stop_killing.wait(args.kill_every):
@@ -256,16 +413,22 @@ def main() -> None:
                 if time.time() > drain_deadline:
                     break  # what is still open now is counted lost
             while len(open_runs) < args.in_flight and len(run_ids) < args.runs:
-                run = _start_with_retry(workflow, len(run_ids))
+                sub = mix[len(run_ids)] if mix else None
+                run = _start_with_retry(workflow, len(run_ids), sub)
                 run_ids.append(run.id)
                 open_runs[run.id] = time.time()
             if not restarted and len(run_ids) >= args.runs // 2:
                 server.restart()  # SIGTERM: the AOF is flushed; then the same port and data
                 restarted.append(time.time())
+            if args.tenants:
+                watch.sample()
             time.sleep(0.05)
         stop_killing.set()
         elapsed = time.time() - began
-        result = ledger(registry, run_ids)
+        expected = {run_id: sub.expected for run_id, sub in zip(run_ids, mix, strict=False)}
+        result = ledger(registry, run_ids, expected)
+        if args.tenants:
+            result["tenants"] = admission_ledger(registry, run_ids, mix, watch, workflow.name)
         cluster.stop()
         beat.terminate()
         beat.wait()
@@ -276,7 +439,8 @@ def main() -> None:
         "kills": len(cluster.kills),
         "kills_of_whole_workers": sum(1 for _, kind in cluster.kills if kind == "worker"),
         "redis_restarts": len(restarted),
-        "mode": "unsafe (early acks, no watchdog)" if args.unsafe else "safe (late acks, leases, watchdog)",
+        "mode": ("unsafe (early acks, no watchdog)" if args.unsafe else "safe (late acks, leases, watchdog)")
+        + (", tenants + admission limits + budgets" if args.tenants else ""),
         "command": " ".join(["python", "bench/chaos.py", *sys.argv[1:]]),
     }
     print(f"\n{result['mode']}: {result['command']}\n")
@@ -295,22 +459,59 @@ def main() -> None:
         f"\nfinal states: {result['states']}; duplicate results discarded by HSETNX: "
         f"{result['discarded_duplicate_results']}"
     )
-    out = Path(args.out or f"bench/results/chaos{'-unsafe' if args.unsafe else ''}.json")
+    if args.tenants:
+        print_tenants(result["tenants"])
+    name = f"chaos{'-unsafe' if args.unsafe else ''}{'-tenants' if args.tenants else ''}"
+    out = Path(args.out or f"bench/results/{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+    return 1 if args.tenants and result["tenants"]["violations"] else 0
 
 
-def _start_with_retry(workflow: Workflow, index: int) -> Any:
+def print_tenants(tenants: dict[str, Any]) -> None:
+    """The --tenants tables: admission per limit key, budgets per kind, then the checks."""
+    print(
+        "\n| limit key | limit | runs | queued at start | admitted from queue | max wait s "
+        "| peak running (record spans) | peak counter seen | counter at end |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key, row in tenants["limits"].items():
+        print(
+            f"| {key} | {row['limit']} | {row['runs']} | {row['queued_at_start']} | {row['admitted_from_queue']} "
+            f"| {row['max_wait_s']} | {row['peak_running']} | {row['peak_counter_seen']} | {row['counter_at_end']} |"
+        )
+    print("\n| budget | runs | succeeded | budget_exceeded | other | max model calls / limit |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, row in tenants["budgets"].items():
+        ratio = "-" if label == "none" else row["max_calls_over_limit"]
+        print(f"| {label} | {row['runs']} | {row['succeeded']} | {row['budget_exceeded']} | {row['other']} | {ratio} |")
+    print(
+        f"\nruns left queued or running: {tenants['stuck_runs']}; unexpected end states: "
+        f"{tenants['unexpected_end_states']}; admission lists at end: {tenants['admission_lists_at_end'] or 'empty'}; "
+        f"counter samples: {tenants['counter_samples']}; runs admitted twice: {tenants['runs_admitted_twice']}; "
+        f"admission to first dispatch: max {tenants['max_admission_to_dispatch_s']} s, "
+        f"{tenants['admissions_dispatched_after_1s']} runs after more than 1 s"
+    )
+    if tenants["violations"]:
+        print("\nCHECKS FAILED:")
+        for violation in tenants["violations"]:
+            print(f"  - {violation}")
+    else:
+        print("\nchecks passed: nothing lost, no limit passed, counters at 0, queues empty, budgets held")
+
+
+def _start_with_retry(workflow: Workflow, index: int, sub: Submission | None = None) -> Any:
     # Starting may meet the Redis restart; a client retries, with the same idempotency key.
+    options: dict[str, Any] = {} if sub is None else {"tenant": sub.tenant, "budget": sub.budget}
     for _ in range(100):
         try:
-            return start(workflow, input={"n": index}, idempotency_key=f"chaos-{index}")
+            return start(workflow, input={"n": index}, idempotency_key=f"chaos-{index}", **options)
         except Exception:
             time.sleep(0.1)
     raise RuntimeError(f"could not start run {index}")
 
 
 if __name__ == "__main__":
-    main()
+    code = main()
     sys.stdout.flush()
-    os._exit(0)  # skip finalisers that would talk to the Redis server this script stopped
+    os._exit(code)  # skip finalisers that would talk to the Redis server this script stopped

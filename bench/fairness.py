@@ -131,7 +131,7 @@ def run_plain(stack: Stack, config: Config) -> dict[str, Any]:
     started: dict[str, float] = {}
     deadline = time.time() + DRAIN_TIMEOUT_S
     while len(started) < total and time.time() < deadline:
-        item = stack.client.blpop([key], timeout=1)
+        item: Any = stack.client.blpop([key], timeout=1)
         if item:
             token, at = item[1].split()
             started[token] = float(at)

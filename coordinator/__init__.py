@@ -16,10 +16,13 @@ from coordinator.engine.specs import (
 from coordinator.interfaces.runner import Run, get_run, list_runs, start
 from coordinator.observation.status import RunStatus, StepStatus
 from coordinator.observation.timing import RunTimings, StepTiming, compute_timings
+from proj.budget import Budget, BudgetSpend
 
 __all__ = [
     "Approval",
     "ApprovalView",
+    "Budget",
+    "BudgetSpend",
     "Run",
     "RunStatus",
     "RunTimings",

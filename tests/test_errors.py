@@ -15,6 +15,8 @@ SAMPLES: list[errors.AgentchordError] = [
     errors.UnknownDependencyError("b", "x"),
     errors.CycleError(["a", "b", "a"]),
     errors.InvalidInputError("not JSON"),
+    errors.InvalidStartOptionError("budget", "max_cost_usd: Input should be greater than 0"),
+    errors.BudgetExceededError("r1", "10 model calls made (limit 10)", True),
     errors.SpecFileError("wf.yaml", "malformed"),
     errors.UnknownWorkflowError("nope", ["code_review"]),
     errors.RunNotFoundError("r1"),

@@ -92,6 +92,14 @@ def _decide(decision: str) -> Callable[[Registry, str, Any], bool]:
     return decide
 
 
+def _decide_retry(r: Registry, run_id: str, plan: Any) -> bool:
+    # A budget approval (approving runs the step again) pending at step a.
+    r.client.hset(r.run_keys(run_id).approval("a"), mapping={"id": f"{run_id}.a", "state": "pending"})
+    reply = r.decide(run_id, "a", f"{run_id}.a", "approve", comment="", data_json="null", actor="t",
+                     output_json="{}", reject_ends_run=True, retry=True)  # fmt: skip
+    return reply[0] == "ok"
+
+
 def _hold(r: Registry, run_id: str, plan: Any) -> bool:
     return r.hold_candidate(run_id, "a", '{"draft": 1}', {}) > 0
 
@@ -115,6 +123,7 @@ OPERATIONS: dict[str, Callable[[Registry, str, Any], bool]] = {
     "park": _park,
     "decide": _decide("approve"),
     "reject": _decide("reject"),
+    "decide_retry": _decide_retry,
     "hold_candidate": _hold,
     "promote": _promote,
     "next_round": _next_round,

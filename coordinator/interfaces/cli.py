@@ -247,9 +247,12 @@ def run(
     settings = _settings()
     try:
         payload: Any = json.loads(input)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--input is not valid JSON: {exc}") from None
+    try:
         limits: Any = json.loads(budget) if budget is not None else None
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"--input or --budget is not valid JSON: {exc}") from None
+        raise typer.BadParameter(f"--budget is not valid JSON: {exc}") from None
     if compare:
         runs = [start(workflow, input=payload, collapse=c, settings=settings) for c in (False, True)]
         for handle in runs:
