@@ -331,6 +331,8 @@ def env_example() -> str:
             default = json.dumps(default)
         lines.append(f"# {field.description}")
         lines.append(f"AGENTCHORD_{name.upper()}={'' if default is None else default}")
+    lines += ["", "# Compose only (deploy/docker-compose.yml): the Redis password, required. Set a long random one.",
+              "REDIS_PASSWORD="]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -51,7 +51,17 @@ def test_env_example_lists_every_setting_and_nothing_else() -> None:
         for line in (DEPLOY / ".env.example").read_text().splitlines()
         if line and not line.startswith("#")
     }
-    assert listed == {f"AGENTCHORD_{name.upper()}" for name in Settings.model_fields}
+    assert listed == {f"AGENTCHORD_{name.upper()}" for name in Settings.model_fields} | {"REDIS_PASSWORD"}
+
+
+def test_compose_redis_needs_a_password_and_every_service_uses_it() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    required = "${REDIS_PASSWORD:?set REDIS_PASSWORD in deploy/.env}"
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--requirepass") + 1] == required
+    for name, service in compose["services"].items():
+        if name != "redis":
+            assert service["environment"]["AGENTCHORD_REDIS_URL"] == f"redis://:{required}@redis:6379/0", name
 
 
 def test_flower_is_published_on_this_host_only() -> None:
