@@ -21,6 +21,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from proj.connections import celery_connection_config
 from proj.heartbeat import Heartbeat
 from proj.queues import COORDINATOR_QUEUE, PRIORITY_STEPS, SWEEP_DEADLINES_TASK, WATCHDOG_TASK, route_task
 from proj.registry import registry_for
@@ -34,10 +35,9 @@ TASK_MODULES = ("agents", "coordinator.engine.callbacks")
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration agentchord needs, derived from ``settings``."""
-    url = settings.redis_url or "redis://127.0.0.1:6379/0"
+    connections = celery_connection_config(settings)
     return {
-        "broker_url": url,
-        "result_backend": url,
+        **connections,
         # JSON only: a pickle payload from the broker must never be executed.
         "task_serializer": "json",
         "result_serializer": "json",
@@ -56,6 +56,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # readers of queue depth and the broker agree). Messages without a priority stay in the
         # queue's own list.
         "broker_transport_options": {
+            **connections["broker_transport_options"],
             "visibility_timeout": settings.broker_visibility_timeout_s,
             "priority_steps": list(PRIORITY_STEPS),
         },
@@ -117,7 +118,12 @@ def configure(settings: Settings) -> None:
     """Point the app (and the registry client) at ``settings``; call before first use."""
     global _settings
     _settings = settings
+    previous = app.conf.broker_url
     app.conf.update(celery_config(settings))
+    if previous != app.conf.broker_url:
+        # Connections already pooled lead to the old broker: the next send opens new ones.
+        app._pool = None
+        app.amqp._producer_pool = None
 
 
 def current_settings() -> Settings:

@@ -53,6 +53,21 @@ class Settings(BaseSettings):
         description="Redis for the broker, Celery results and the registry. Unset: `up`/`demo` "
         "start a private redis-server on a free port.",
     )
+    redis_sentinel_master: str | None = Field(
+        default=None, description="With a sentinel:// Redis URL: the name of the master the Sentinels monitor."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None,
+        description="With a sentinel:// Redis URL: the Sentinels' own password (the URL's is the master's).",
+    )
+    redis_ca_file: str | None = Field(
+        default=None, description="With a rediss:// (TLS) Redis URL: the CA certificate file that signed the server's."
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker if not the Redis URL: amqp://user:password@host:5672/vhost for RabbitMQ "
+        "(quorum queues, one per role). Results and the registry stay in Redis.",
+    )
     key_prefix: str = Field(default="agentchord", description="Prefix of every registry key.")
     finished_run_ttl_s: int = Field(default=7 * DAY_S, gt=0, description="How long a finished run's keys are kept.")
     plan_ttl_s: int = Field(

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import redis
-
+from proj.connections import redis_client
 from proj.registry.approvals import ApprovalsMixin
 from proj.registry.budgets import BudgetsMixin
 from proj.registry.events import EventsMixin
@@ -58,8 +57,7 @@ class Registry(RunsMixin, StepsMixin, ApprovalsMixin, EventsMixin, ValidationMix
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
-        client = redis.Redis.from_url(settings.resolved_redis_url, decode_responses=True, health_check_interval=30)
-        return cls(client, settings)
+        return cls(redis_client(settings), settings)
 
 
 @lru_cache(maxsize=8)

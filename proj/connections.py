@@ -1,0 +1,160 @@
+"""How every process reaches Redis and the broker: the one place that reads the URL settings.
+
+``AGENTCHORD_REDIS_URL`` may be
+
+- ``redis://[user:password@]host:port/db`` or ``unix://...``: one server;
+- ``rediss://...``: the same over TLS, verified against ``AGENTCHORD_REDIS_CA_FILE``;
+- ``sentinel://[user:password@]host:port;sentinel://host:port;.../db``: Redis Sentinel (kombu's
+  form), with the master's name in ``AGENTCHORD_REDIS_SENTINEL_MASTER``; the password in the URL
+  is the master's, the Sentinels' own is ``AGENTCHORD_REDIS_SENTINEL_PASSWORD``.
+
+The Celery broker, the Celery result backend and the registry all use it (the registry through
+:func:`redis_client`), unless ``AGENTCHORD_BROKER_URL`` names another broker (RabbitMQ:
+``amqp://...``). A URL that cannot work fails when the process starts, naming the setting.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+from redis.sentinel import Sentinel
+
+from proj.errors import ConfigurationError
+from proj.settings import Settings
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
+BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp", "amqps")
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """A ``sentinel://`` URL, parsed: the Sentinels, the database and the master's credentials."""
+
+    hosts: tuple[tuple[str, int], ...]
+    db: int
+    username: str | None
+    password: str | None
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """``sentinel://[user:pw@]h1:p1;sentinel://h2:p2;.../db`` -> its parts (ConfigurationError if malformed)."""
+    hosts: list[tuple[str, int]] = []
+    username = password = None
+    db = 0
+    for part in url.split(";"):
+        parsed = urlsplit(part.strip())
+        if parsed.scheme != "sentinel" or not parsed.hostname:
+            raise ConfigurationError(f"AGENTCHORD_REDIS_URL: {_redacted(part)!r} is not sentinel://host:port")
+        hosts.append((parsed.hostname, parsed.port or 26379))
+        username = username or (unquote(parsed.username) if parsed.username else None)
+        password = password or (unquote(parsed.password) if parsed.password else None)
+        if parsed.path.strip("/"):
+            try:
+                db = int(parsed.path.strip("/"))
+            except ValueError:
+                raise ConfigurationError(f"AGENTCHORD_REDIS_URL: database {parsed.path!r} is not a number") from None
+    return SentinelTarget(tuple(hosts), db, username, password)
+
+
+def check_connection_settings(settings: Settings) -> None:
+    """Refuse, naming the setting, a Redis or broker URL that cannot work."""
+    url = settings.redis_url
+    if url:
+        scheme = urlsplit(url).scheme
+        if scheme not in REDIS_SCHEMES:
+            raise ConfigurationError(
+                f"AGENTCHORD_REDIS_URL: scheme {scheme!r} is not one of {', '.join(REDIS_SCHEMES)} "
+                "(redis://host:6379/0, rediss:// for TLS, sentinel://host:26379;sentinel://...)"
+            )
+        if scheme == "sentinel":
+            parse_sentinel_url(url)
+            if not settings.redis_sentinel_master:
+                raise ConfigurationError(
+                    "AGENTCHORD_REDIS_URL is a sentinel:// URL: set AGENTCHORD_REDIS_SENTINEL_MASTER to the "
+                    "name of the master the Sentinels monitor"
+                )
+        if scheme == "rediss" and not settings.redis_ca_file:
+            raise ConfigurationError(
+                "AGENTCHORD_REDIS_URL is a rediss:// (TLS) URL: set AGENTCHORD_REDIS_CA_FILE to the CA "
+                "certificate that signed the server's certificate"
+            )
+    if settings.redis_ca_file and not _readable(settings.redis_ca_file):
+        raise ConfigurationError(f"AGENTCHORD_REDIS_CA_FILE: cannot read {settings.redis_ca_file}")
+    if settings.broker_url:
+        scheme = urlsplit(settings.broker_url).scheme
+        if scheme not in BROKER_SCHEMES:
+            raise ConfigurationError(
+                f"AGENTCHORD_BROKER_URL: scheme {scheme!r} is not one of {', '.join(BROKER_SCHEMES)} "
+                "(amqp://user:password@host:5672/vhost for RabbitMQ)"
+            )
+
+
+def redis_client(settings: Settings, **options: Any) -> redis.Redis:
+    """A client on the registry's Redis: the Sentinels' current master, or the URL's server."""
+    check_connection_settings(settings)
+    url = settings.resolved_redis_url
+    options = {"decode_responses": True, "health_check_interval": 30, **options}
+    if urlsplit(url).scheme == "sentinel":
+        target = parse_sentinel_url(url)
+        sentinel_password = settings.redis_sentinel_password
+        sentinels = Sentinel(
+            list(target.hosts),
+            sentinel_kwargs={"password": sentinel_password.get_secret_value()} if sentinel_password else None,
+            socket_timeout=5,
+        )
+        assert settings.redis_sentinel_master is not None  # checked above
+        return sentinels.master_for(
+            settings.redis_sentinel_master,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+            socket_timeout=10,
+            **options,
+        )
+    if settings.redis_ca_file:
+        options.update(ssl_ca_certs=settings.redis_ca_file, ssl_cert_reqs="required")
+    return redis.Redis.from_url(url, **options)
+
+
+def celery_connection_config(settings: Settings) -> dict[str, Any]:
+    """Celery's broker and result-backend settings for ``settings`` (merged into its config)."""
+    url = settings.redis_url or "redis://127.0.0.1:6379/0"
+    broker = settings.broker_url or url
+    config: dict[str, Any] = {"broker_url": broker, "result_backend": url}
+    redis_transport: dict[str, Any] = {}
+    if urlsplit(url).scheme == "sentinel":
+        redis_transport["master_name"] = settings.redis_sentinel_master
+        if settings.redis_sentinel_password:
+            redis_transport["sentinel_kwargs"] = {"password": settings.redis_sentinel_password.get_secret_value()}
+        config["result_backend_transport_options"] = dict(redis_transport)
+    if settings.redis_ca_file:
+        tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": settings.redis_ca_file}
+        config["redis_backend_use_ssl"] = tls
+        if not settings.broker_url:
+            config["broker_use_ssl"] = tls
+    config["broker_transport_options"] = redis_transport if not settings.broker_url else {}
+    return config
+
+
+def broker_is_redis(settings: Settings) -> bool:
+    """Whether task messages travel in Redis lists (the default) rather than another broker."""
+    return not settings.broker_url or urlsplit(settings.broker_url).scheme in REDIS_SCHEMES
+
+
+def _readable(path: str) -> bool:
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False
+
+
+def _redacted(url: str) -> str:
+    parsed = urlsplit(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
