@@ -101,13 +101,13 @@ def redis_client(settings: Settings, **options: Any) -> redis.Redis:
     if urlsplit(url).scheme == "sentinel":
         target = parse_sentinel_url(url)
         sentinel_password = settings.redis_sentinel_password
-        sentinels = Sentinel(
+        sentinels = Sentinel(  # type: ignore[no-untyped-call]
             list(target.hosts),
             sentinel_kwargs={"password": sentinel_password.get_secret_value()} if sentinel_password else None,
             socket_timeout=5,
         )
         assert settings.redis_sentinel_master is not None  # checked above
-        return sentinels.master_for(
+        master: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
             settings.redis_sentinel_master,
             db=target.db,
             username=target.username,
@@ -115,6 +115,7 @@ def redis_client(settings: Settings, **options: Any) -> redis.Redis:
             socket_timeout=10,
             **options,
         )
+        return master
     if settings.redis_ca_file:
         options.update(ssl_ca_certs=settings.redis_ca_file, ssl_cert_reqs="required")
     return redis.Redis.from_url(url, **options)

@@ -247,7 +247,7 @@ class SentinelGroup:
                 info = replica.info("replication")
         except redis.ConnectionError:
             return False
-        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+        return bool(info.get("role") == "slave" and info.get("master_link_status") == "up")
 
     def _sees(self, sentinel_port: int, master_port: int) -> bool:
         try:
