@@ -27,6 +27,37 @@ from proj.errors import ConfigurationError
 from proj.settings import Settings
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
+
+# Every Redis command agentchord's processes send: the registry's scripts and reads, Celery's Redis
+# broker and result backend (kombu), the API. An ACL user limited to these (``acl_rule``) runs
+# everything; tests/test_redis_tls.py proves it on a TLS server whose only user is such a user.
+REDIS_COMMANDS = (
+    # server and connection
+    "ping", "time", "info", "client|setname", "config|get",
+    # scripts (the registry's transitions; EVALSHA, loaded again after a restart or failover)
+    "evalsha", "script|load",
+    # keys, strings, counters
+    "get", "set", "setex", "mget", "del", "exists", "expire", "pexpire", "ttl", "pttl", "incr",
+    # hashes
+    "hget", "hset", "hsetnx", "hdel", "hgetall", "hmget", "hkeys", "hvals", "hlen", "hincrby", "hincrbyfloat",
+    # lists (broker queues, admission queues)
+    "lpush", "rpush", "lpop", "brpop", "llen", "lrange", "lindex", "lrem",
+    # sets and sorted sets
+    "sadd", "srem", "smembers", "scard",
+    "zadd", "zrem", "zcard", "zrange", "zrangebyscore", "zrevrange", "zrevrangebyscore", "zremrangebyscore",
+    # streams (event logs, progress)
+    "xadd", "xrange", "xrevrange", "xread", "xlen",
+    # pub/sub (run ends, Celery events and results)
+    "publish", "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
+    # transactions (kombu's pipelines)
+    "multi", "exec", "discard", "watch", "unwatch",
+)  # fmt: skip
+
+
+def acl_rule(password: str) -> str:
+    """The ``ACL SETUSER <name>`` rule of a user that may run agentchord and nothing more: every key
+    and channel (queues and runs are named at run time), only :data:`REDIS_COMMANDS`."""
+    return " ".join(["on", f">{password}", "~*", "&*", "-@all", *(f"+{command}" for command in REDIS_COMMANDS)])
 BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp", "amqps")
 
 
