@@ -143,4 +143,6 @@ def _serve_every_role_by_default(**_kwargs: Any) -> None:
     queues = app.amqp.queues
     for name in (COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE, *known_roles()):
         if name not in queues:
-            queues.add(name)
+            # As Celery declares a queue it was not told about (quorum on RabbitMQ: the sender
+            # declares it so too, and a queue's type must match whoever declares it first).
+            queues.add(queues.new_missing(name))

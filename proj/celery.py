@@ -121,9 +121,12 @@ def configure(settings: Settings) -> None:
     previous = app.conf.broker_url
     app.conf.update(celery_config(settings))
     if previous != app.conf.broker_url:
-        # Connections already pooled lead to the old broker: the next send opens new ones.
+        # Connections already pooled lead to the old broker, and queue declarations made for it
+        # (classic or quorum) are cached: the next send opens new ones and declares again.
         app._pool = None
         app.amqp._producer_pool = None
+        for cached in ("queues", "router", "default_queue", "send_task_message"):
+            app.amqp.__dict__.pop(cached, None)
 
 
 def current_settings() -> Settings:

@@ -58,6 +58,8 @@ def acl_rule(password: str) -> str:
     """The ``ACL SETUSER <name>`` rule of a user that may run agentchord and nothing more: every key
     and channel (queues and runs are named at run time), only :data:`REDIS_COMMANDS`."""
     return " ".join(["on", f">{password}", "~*", "&*", "-@all", *(f"+{command}" for command in REDIS_COMMANDS)])
+
+
 BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp", "amqps")
 
 
@@ -169,12 +171,36 @@ def celery_connection_config(settings: Settings) -> dict[str, Any]:
         if not settings.broker_url:
             config["broker_use_ssl"] = tls
     config["broker_transport_options"] = redis_transport if not settings.broker_url else {}
+    if not broker_is_redis(settings):
+        # RabbitMQ: one durable quorum queue per role (replicated, real acknowledgements instead of
+        # the Redis transport's visibility timeout), declared as workers and senders first use it.
+        config["task_default_queue_type"] = "quorum"
+        config["task_create_missing_queue_type"] = "quorum"
+        config["worker_detect_quorum_queues"] = True
     return config
 
 
 def broker_is_redis(settings: Settings) -> bool:
     """Whether task messages travel in Redis lists (the default) rather than another broker."""
     return not settings.broker_url or urlsplit(settings.broker_url).scheme in REDIS_SCHEMES
+
+
+def amqp_queue_depths(url: str, queues: list[str]) -> dict[str, int]:
+    """Messages ready in each RabbitMQ queue (a passive declare: nothing is created; a queue
+    nobody declared yet holds nothing)."""
+    from amqp.exceptions import NotFound
+    from kombu import Connection
+
+    depths: dict[str, int] = {}
+    with Connection(url, connect_timeout=5) as connection:
+        channel = connection.channel()
+        for queue in queues:
+            try:
+                depths[queue] = int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except NotFound:
+                depths[queue] = 0
+                channel = connection.channel()  # the broker closed the channel with the error
+    return depths
 
 
 def _readable(path: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import gc
 import shutil
 import time
@@ -23,6 +24,7 @@ from proj.redis_server import RedisServer, free_port
 from proj.settings import Settings
 from tests.fake_openai import API_KEY as FAKE_API_KEY
 from tests.fake_openai import FakeOpenAI
+from tests.rabbitmq import private_vhost
 from tests.receiver import OtlpReceiver, Receiver
 
 T = TypeVar("T")
@@ -83,10 +85,31 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="session")
-def settings(redis_server: RedisServer, receiver: Receiver, otlp: OtlpReceiver, fake_openai: FakeOpenAI) -> Settings:
+def broker_url() -> Iterator[str | None]:
+    """None: task messages travel in the test Redis. With AGENTCHORD_TEST_BROKER=rabbitmq (`make
+    test-rabbitmq`), through a private virtual host on the machine's RabbitMQ instead."""
+    broker = os.environ.get("AGENTCHORD_TEST_BROKER", "redis")
+    if broker == "redis":
+        yield None
+        return
+    if broker != "rabbitmq":
+        raise RuntimeError(f"AGENTCHORD_TEST_BROKER={broker!r}: use redis or rabbitmq")
+    with private_vhost() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(
+    redis_server: RedisServer,
+    receiver: Receiver,
+    otlp: OtlpReceiver,
+    fake_openai: FakeOpenAI,
+    broker_url: str | None,
+) -> Settings:
     api_port = free_port()
     value = Settings(
         redis_url=redis_server.url,
+        broker_url=broker_url,
         key_prefix="agentchord-test",
         agent_modules=(TEST_AGENT_MODULE,),
         step_lease_s=2,
