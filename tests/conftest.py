@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import os
 import gc
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
