@@ -188,7 +188,7 @@ def broker_is_redis(settings: Settings) -> bool:
 def amqp_queue_depths(url: str, queues: list[str]) -> dict[str, int]:
     """Messages ready in each RabbitMQ queue (a passive declare: nothing is created; a queue
     nobody declared yet holds nothing)."""
-    from amqp.exceptions import NotFound
+    from amqp.exceptions import NotFound  # type: ignore[import-untyped]
     from kombu import Connection
 
     depths: dict[str, int] = {}
