@@ -155,7 +155,9 @@ def redis_client(settings: Settings, **options: Any) -> redis.Redis:
 
 
 def celery_connection_config(settings: Settings) -> dict[str, Any]:
-    """Celery's broker and result-backend settings for ``settings`` (merged into its config)."""
+    """Celery's broker and result-backend settings for ``settings`` (merged into its config).
+    A URL that cannot work raises here: ``celery -A proj ...`` stops at start, naming the setting."""
+    check_connection_settings(settings)
     url = settings.redis_url or "redis://127.0.0.1:6379/0"
     broker = settings.broker_url or url
     config: dict[str, Any] = {"broker_url": broker, "result_backend": url}
