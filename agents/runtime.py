@@ -17,8 +17,9 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import redis
 from celery import Task
 from celery.signals import task_received, task_unknown
 from pydantic import BaseModel
@@ -39,6 +40,7 @@ from proj.registry import ADMITTED, Registry, StepWork, registry_for
 from proj.tracing import annotate, span
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How often a second copy of a step re-checks while the first holds the lease.
 _BUSY_POLL_MAX_S = 2.0
@@ -60,7 +62,9 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         return {"run_id": run_id, "step": step, "status": "missing"}
     with span("agentchord.registry.begin_step"):
         received_at = str(getattr(task.request, RECEIVED_AT, "") or "")
-        outcome = registry.begin_step(run_id, step, token, task.request.hostname or "", plans[step], received_at)
+        outcome = through_redis_outage(
+            registry.begin_step, run_id, step, token, task.request.hostname or "", plans[step], received_at
+        )
     if outcome.status == "busy":
         # Another delivery of this step is running it; look again when its lease may be over.
         countdown = min(max(outcome.retry_in_ms / 1000.0, 0.05), _BUSY_POLL_MAX_S)
@@ -144,8 +148,10 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         handoff_patch = json.dumps(patch)
     with span("agentchord.registry.finish_step"):
         metadata = _metadata(body_s, meter, work, run_started, output_tokens)
-        finished = registry.finish_step(
-            run_id, step, result_json, metadata, plans, route=route, handoff_patch=handoff_patch
+        # Storing is idempotent (a repeat after a lost reply finds the result and stores nothing):
+        # a Redis failover or restart now must not throw away a body that already ran.
+        finished = through_redis_outage(
+            registry.finish_step, run_id, step, result_json, metadata, plans, route=route, handoff_patch=handoff_patch
         )
     for hook in AFTER_STORE_HOOKS:
         hook(context)
@@ -158,6 +164,31 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
     else:
         dispatch(registry, run_id)
     return {"run_id": run_id, "step": step, "status": "succeeded"}
+
+
+# How long the step path keeps trying a registry call through a Redis outage (a Sentinel failover
+# names a new master in about 2 s; a restart with AOF takes a few seconds): then the task fails
+# and the watchdog re-drives the step.
+REDIS_OUTAGE_S = 30.0
+_OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError)
+
+
+def through_redis_outage(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)``, tried again with backoff while Redis is unreachable, read-only (a
+    demoted master) or refusing writes for want of replicas (``min-replicas-to-write``). Only for
+    calls that are safe to repeat: the registry's transitions are (each checks the step's state)."""
+    deadline = time.monotonic() + REDIS_OUTAGE_S
+    delay = 0.1
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except (*_OUTAGE_ERRORS, redis.ResponseError) as exc:
+            retryable = isinstance(exc, _OUTAGE_ERRORS) or str(exc).startswith("NOREPLICAS")
+            if not retryable or time.monotonic() + delay > deadline:
+                raise
+            logger.warning("registry unreachable (%s); trying again in %.1fs", type(exc).__name__, delay)
+            time.sleep(delay)  # backoff while Redis fails over or restarts, on purpose
+            delay = min(delay * 2, 3.0)
 
 
 def _emitter(registry: Registry, run_id: str, step: str) -> Callable[[str, str], None]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 from redis.sentinel import Sentinel
@@ -93,6 +93,17 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     return SentinelTarget(tuple(hosts), db, username, password)
 
 
+def sentinel_url_for_celery(url: str) -> str:
+    """The Sentinel URL with the credentials and database written into every part: kombu treats
+    each part as a fallback URL of its own and Celery's result backend reads the first part's, so
+    a password or database given once (the documented form) would be lost on the other parts."""
+    target = parse_sentinel_url(url)
+    credentials = ""
+    if target.password is not None:
+        credentials = f"{quote(target.username or '', safe='')}:{quote(target.password, safe='')}@"
+    return ";".join(f"sentinel://{credentials}{host}:{port}/{target.db}" for host, port in target.hosts)
+
+
 def check_connection_settings(settings: Settings) -> None:
     """Refuse, naming the setting, a Redis or broker URL that cannot work."""
     url = settings.redis_url
@@ -160,12 +171,15 @@ def celery_connection_config(settings: Settings) -> dict[str, Any]:
     check_connection_settings(settings)
     url = settings.redis_url or "redis://127.0.0.1:6379/0"
     broker = settings.broker_url or url
-    config: dict[str, Any] = {"broker_url": broker, "result_backend": url}
     redis_transport: dict[str, Any] = {}
     if urlsplit(url).scheme == "sentinel":
+        url = sentinel_url_for_celery(url)
+        broker = settings.broker_url or url
         redis_transport["master_name"] = settings.redis_sentinel_master
         if settings.redis_sentinel_password:
             redis_transport["sentinel_kwargs"] = {"password": settings.redis_sentinel_password.get_secret_value()}
+    config: dict[str, Any] = {"broker_url": broker, "result_backend": url}
+    if redis_transport:
         config["result_backend_transport_options"] = dict(redis_transport)
     if settings.redis_ca_file:
         tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": settings.redis_ca_file}

@@ -175,13 +175,20 @@ class SentinelGroup:
 
     master_name = "agentchord"
 
-    def __init__(self, sentinels: int = 3, down_after_ms: int = 1000) -> None:
+    def __init__(self, sentinels: int = 3, down_after_ms: int = 1000, password: str | None = None, db: int = 0) -> None:
         # No delay before the full sync of a (re)joining replica (Redis waits 5 s by default, to
         # serve several replicas with one snapshot): a failover must find the replica in sync.
-        sync_now = ["--repl-diskless-sync-delay", "0"]
-        self.master = RedisServer(appendonly=True, extra_args=sync_now)
+        common = ["--repl-diskless-sync-delay", "0"]
+        self.password, self.db = password, db
+        auth: dict[str, Any] = {}
+        if password:
+            common += ["--requirepass", password, "--masterauth", password]
+            auth = {"password": password}
+        self.master = RedisServer(appendonly=True, extra_args=common, client_options=auth)
         self.replica = RedisServer(
-            appendonly=True, extra_args=[*sync_now, "--replicaof", "127.0.0.1", str(self.master.port)]
+            appendonly=True,
+            extra_args=[*common, "--replicaof", "127.0.0.1", str(self.master.port)],
+            client_options=auth,
         )
         self.down_after_ms = down_after_ms
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
@@ -190,7 +197,12 @@ class SentinelGroup:
 
     @property
     def url(self) -> str:
-        return ";".join(f"sentinel://127.0.0.1:{port}" for port in self.sentinel_ports) + "/0"
+        """The documented form: credentials in the first part, the database after the last."""
+        credentials = f":{self.password}@" if self.password else ""
+        parts = [
+            f"sentinel://{credentials if i == 0 else ''}127.0.0.1:{port}" for i, port in enumerate(self.sentinel_ports)
+        ]
+        return ";".join(parts) + f"/{self.db}"
 
     def servers(self) -> list[RedisServer]:
         return [self.master, self.replica]
@@ -206,6 +218,7 @@ class SentinelGroup:
                 f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.master_name} 4000\n"
                 f"sentinel parallel-syncs {self.master_name} 1\n"
+                + (f"sentinel auth-pass {self.master_name} {self.password}\n" if self.password else "")
             )
             self.sentinels.append(
                 subprocess.Popen(
@@ -243,7 +256,9 @@ class SentinelGroup:
 
     def _replica_synced(self) -> bool:
         try:
-            with redis.Redis(port=self.replica.port, socket_connect_timeout=0.2, decode_responses=True) as replica:
+            with redis.Redis(
+                port=self.replica.port, socket_connect_timeout=0.2, decode_responses=True, password=self.password
+            ) as replica:
                 info = replica.info("replication")
         except redis.ConnectionError:
             return False

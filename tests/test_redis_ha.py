@@ -31,7 +31,9 @@ FAN = Workflow(
 
 @pytest.fixture(scope="module")
 def group() -> Iterator[SentinelGroup]:
-    with SentinelGroup() as started:
+    # A password (given once, in the first part of the URL) and a database other than 0: every
+    # part of agentchord must read both from the URL alike.
+    with SentinelGroup(password="ha-master-password-3c9e", db=2) as started:
         yield started
 
 
