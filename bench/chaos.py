@@ -10,6 +10,7 @@ body re-executions and the longest recovery of a step hit by a fault.
     python bench/chaos.py                      # 1,000 runs, a kill every 2 s
     python bench/chaos.py --unsafe --runs 300  # negative control: early acks, no watchdog
     python bench/chaos.py --tenants --runs 300 # a mix of tenants, admission limits and budgets
+    python bench/chaos.py --broker rabbitmq    # task messages through RabbitMQ (quorum queues)
 
 The negative control acks messages before running them and turns the watchdog off: a kill then
 loses the step, and the checker must report lost runs.
@@ -42,6 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.harness import BROKERS, broker_url
 from coordinator import Step, Workflow, start
 from coordinator.interfaces.stack import WorkerProcess, settings_env
 from proj.budget import Budget
@@ -343,6 +345,9 @@ def main() -> int:
         "--tenants", action="store_true", help="three tenants, admission limits and budgets (see above)"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--broker", choices=BROKERS, default="redis", help="where task messages go (the registry stays in Redis)"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -356,9 +361,10 @@ def main() -> int:
             "max_running_per_workflow": MAX_RUNNING_PER_WORKFLOW,
         }
 
-    with RedisServer(appendonly=True) as server:
+    with RedisServer(appendonly=True) as server, broker_url(args.broker) as broker:
         settings = Settings(
             redis_url=server.url,
+            broker_url=broker,
             key_prefix="chaos",
             agent_modules=("bench.chaos_agents",),
             broker_visibility_timeout_s=30,
@@ -440,7 +446,9 @@ def main() -> int:
         "kills_of_whole_workers": sum(1 for _, kind in cluster.kills if kind == "worker"),
         "redis_restarts": len(restarted),
         "mode": ("unsafe (early acks, no watchdog)" if args.unsafe else "safe (late acks, leases, watchdog)")
-        + (", tenants + admission limits + budgets" if args.tenants else ""),
+        + (", tenants + admission limits + budgets" if args.tenants else "")
+        + f"; broker: {args.broker}",
+        "broker": args.broker,
         "command": " ".join(["python", "bench/chaos.py", *sys.argv[1:]]),
     }
     print(f"\n{result['mode']}: {result['command']}\n")
@@ -462,6 +470,7 @@ def main() -> int:
     if args.tenants:
         print_tenants(result["tenants"])
     name = f"chaos{'-unsafe' if args.unsafe else ''}{'-tenants' if args.tenants else ''}"
+    name += "" if args.broker == "redis" else f"-{args.broker}"
     out = Path(args.out or f"bench/results/{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -25,6 +25,7 @@ from celery.result import _set_task_join_will_block
 
 from coordinator.interfaces.stack import WorkerProcess
 from proj.celery import configure
+from proj.rabbitmq_vhost import private_vhost
 from proj.redis_server import RedisServer
 from proj.settings import Settings
 
@@ -60,6 +61,22 @@ class Stack:
         for worker in self.workers:
             worker.stop()
         self.workers.clear()
+
+
+BROKERS = ("redis", "rabbitmq")
+
+
+@contextmanager
+def broker_url(broker: str) -> Iterator[str | None]:
+    """``AGENTCHORD_BROKER_URL`` for ``--broker``: None (the broker is the benchmark's Redis) or
+    a private virtual host on the machine's RabbitMQ, deleted afterwards."""
+    if broker == "redis":
+        yield None
+    elif broker == "rabbitmq":
+        with private_vhost() as url:
+            yield url
+    else:
+        raise ValueError(f"--broker must be one of {', '.join(BROKERS)}, not {broker!r}")
 
 
 @contextmanager

@@ -11,6 +11,11 @@ Completion is awaited the same way for both: a Redis signal written by the last 
 (agentchord's run_finished event, the plain canvas's RPUSH), never ``AsyncResult.get()``.
 
     python bench/overhead.py --runs 200
+    python bench/overhead.py --runs 200 --broker rabbitmq
+
+With ``--broker rabbitmq`` both sides send their task messages through a private RabbitMQ
+virtual host (quorum queues) and keep results and the registry in the Redis: the Redis counters
+then count no broker traffic, and "broker messages" (Redis LPUSHes) are 0.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from celery.result import _set_task_join_will_block
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import command_counts, percentile, process_tree_cpu_s
+from bench.harness import BROKERS, broker_url, command_counts, percentile, process_tree_cpu_s
 from bench.tasks import INSTANT_DIAMOND as DIAMOND
 from coordinator import Run, start
 from coordinator.interfaces.stack import WorkerProcess
@@ -95,14 +100,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="runs of each kind (after warm-up)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
-    parser.add_argument("--out", default="bench/results/overhead.json")
+    parser.add_argument("--broker", choices=BROKERS, default="redis", help="where task messages go")
+    parser.add_argument("--out", default=None, help="default bench/results/overhead[-BROKER].json")
     args = parser.parse_args()
 
     # This process never waits on Celery results (both sides signal completion through Redis),
     # so tell Celery not to subscribe to every sent task's result channel, as workers do.
     _set_task_join_will_block(True)
-    with RedisServer() as server:
-        settings = Settings(redis_url=server.url, agent_modules=("bench.tasks",))
+    out = args.out or f"bench/results/overhead{'' if args.broker == 'redis' else '-' + args.broker}.json"
+    with RedisServer() as server, broker_url(args.broker) as broker:
+        settings = Settings(redis_url=server.url, broker_url=broker, agent_modules=("bench.tasks",))
         configure(settings)
         import bench.tasks  # noqa: F401  (registers the instant role in this process too)
 
@@ -159,6 +166,7 @@ def main() -> None:
     ratio_p99 = rows[0]["p99_ms"] / rows[1]["p99_ms"]
     result = {
         "runs": args.runs,
+        "broker": args.broker,
         "worker_processes": args.concurrency,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -170,7 +178,7 @@ def main() -> None:
         "per_step_extra_ms": (rows[0]["p50_ms"] - rows[1]["p50_ms"]) / STEPS,
     }
     print(
-        f"\nDiamond, instant agents, {args.runs} sequential runs each, interleaved; "
+        f"\nDiamond, instant agents, {args.runs} sequential runs each, interleaved; broker: {args.broker}; "
         f"{args.concurrency} worker processes; {os.cpu_count()} cores\n"
     )
     print(
@@ -198,8 +206,8 @@ def main() -> None:
         "request the server read (INFO stats total_reads_processed: a script or a pipeline is one); broker "
         "messages are LPUSHes; worker CPU is the worker's process tree (/proc), client CPU this process's."
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

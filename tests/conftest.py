@@ -20,11 +20,11 @@ import agents
 from coordinator.interfaces.stack import ApiProcess, WorkerProcess
 from proj.celery import configure
 from proj.queues import COORDINATOR_QUEUE, NOTIFICATIONS_QUEUE
+from proj.rabbitmq_vhost import private_vhost
 from proj.redis_server import RedisServer, free_port
 from proj.settings import Settings
 from tests.fake_openai import API_KEY as FAKE_API_KEY
 from tests.fake_openai import FakeOpenAI
-from tests.rabbitmq import private_vhost
 from tests.receiver import OtlpReceiver, Receiver
 
 T = TypeVar("T")

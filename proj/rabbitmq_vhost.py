@@ -1,8 +1,9 @@
-"""A private RabbitMQ virtual host on the machine's RabbitMQ, for the suite's runs on that broker.
+"""A private RabbitMQ virtual host on the machine's RabbitMQ, for the tests' and benchmarks' runs
+on that broker (as :mod:`proj.redis_server` is their private Redis).
 
-The tests do not start their own RabbitMQ node (it takes seconds and shares epmd with the
-machine's): they create a virtual host of their own on the running one (`make rabbitmq` installs
-Debian's rabbitmq-server and starts it when missing) and delete it afterwards.
+They do not start their own RabbitMQ node (it takes seconds and shares epmd with the machine's):
+they create a virtual host of their own on the running one (`make rabbitmq` installs Debian's
+rabbitmq-server and starts it when missing) and delete it afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from proj.errors import ConfigurationError
+
 HOW = "run `make rabbitmq` (installs Debian's rabbitmq-server and starts it)"
 
 
@@ -21,9 +24,9 @@ def _ctl(*args: str) -> str:
     try:
         done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
     except FileNotFoundError:
-        raise RuntimeError(f"RabbitMQ is needed for these tests and rabbitmqctl is missing: {HOW}") from None
+        raise ConfigurationError(f"RabbitMQ is needed here and rabbitmqctl is missing: {HOW}") from None
     if done.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed ({done.stderr.strip()[-300:]}): {HOW}")
+        raise ConfigurationError(f"rabbitmqctl {' '.join(args)} failed ({done.stderr.strip()[-300:]}): {HOW}")
     return done.stdout
 
 
