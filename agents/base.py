@@ -45,10 +45,13 @@ def agent(
     time_limit_s: float | None = None,
     soft_time_limit_s: float | None = None,
     prompt: str = "",
+    version: str = "1",
 ) -> Callable[[F], F]:
     """Register ``function(ctx: StepContext) -> BaseModel | dict`` as the agent role ``role``.
 
     ``retry`` and the time limits are the role's defaults; a workflow step can override them.
+    ``version``: bump it when the role's behaviour changes; each step records the version that
+    ran it, and a rerun reuses only outputs of the same version.
     """
     if not _ROLE_NAME.match(role) or role == COORDINATOR_QUEUE:
         raise ConfigurationError(
@@ -62,7 +65,11 @@ def agent(
             raise ConfigurationError(
                 f"agent role {role!r} is defined twice: {_qualname(existing.function)} and {_qualname(function)}"
             )
-        entry = AgentRole(role, function, agent_task_name(role), retry, time_limit_s, soft_time_limit_s, prompt)
+        if not version or len(version) > 64:
+            raise ConfigurationError(f"agent role {role!r}: version must be 1-64 characters, got {version!r}")
+        entry = AgentRole(
+            role, function, agent_task_name(role), retry, time_limit_s, soft_time_limit_s, prompt, str(version)
+        )
         _ROLES[role] = entry
         _make_task(entry)
         return function

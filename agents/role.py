@@ -20,3 +20,6 @@ class AgentRole:
     time_limit_s: float | None = None
     soft_time_limit_s: float | None = None
     prompt: str = ""  # what the role is asked to do; a collapsed run combines these
+    # Bumped by the role's author when its behaviour changes: each step records the version that
+    # ran it, and a rerun never reuses an output made by another version.
+    version: str = "1"

@@ -28,6 +28,7 @@ from agents.backends import model_for
 from agents.context import StepContext
 from agents.handoff import HandoffRecord, StepOutcome, outcome_of
 from agents.llm import MeteredModel, UsageMeter, count_tokens, step_cost
+from agents.reuse import step_input_hash
 from agents.role import AgentRole
 from agents.spend import RunBudgetGate
 from proj.celery import app, current_settings
@@ -148,6 +149,12 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         handoff_patch = json.dumps(patch)
     with span("agentchord.registry.finish_step"):
         metadata = _metadata(body_s, meter, work, run_started, output_tokens)
+        # What the body saw and which version of the role ran it: a rerun reuses the output only
+        # for the same (agents/reuse.py).
+        metadata["agent_version"] = role.version
+        metadata["input_hash"] = step_input_hash(
+            role.name, role, work.plan.params, work.input, dependencies, work.handoff
+        )
         # Storing is idempotent (a repeat after a lost reply finds the result and stores nothing):
         # a Redis failover or restart now must not throw away a body that already ran.
         finished = through_redis_outage(

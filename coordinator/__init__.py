@@ -13,7 +13,7 @@ from coordinator.engine.specs import (
     parse_workflow,
     resolve_workflow,
 )
-from coordinator.interfaces.runner import Run, get_run, list_runs, start
+from coordinator.interfaces.runner import Run, get_run, list_runs, rerun, start
 from coordinator.observation.status import RunStatus, StepStatus
 from coordinator.observation.timing import RunTimings, StepTiming, compute_timings
 from proj.budget import Budget, BudgetSpend
@@ -40,6 +40,7 @@ __all__ = [
     "load_workflow",
     "parse_workflow",
     "pending_approvals",
+    "rerun",
     "resolve_workflow",
     "resume",
     "start",

@@ -20,6 +20,7 @@
     │   └── RunNeedsAttentionError      ... or that waits for an operator (a step escalated)
     ├── StepFailedError             an agent body raised; the step is retried or escalated
     ├── StepStateError              an operator action on a step that is not failed (409)
+    ├── RerunNotAllowedError        a rerun of a run still active, or whose plan expired (409)
     ├── TransientError              raise it in an agent: retry this step later
     │   └── TransientModelError         a model provider's 429/5xx/timeout (honours Retry-After)
     ├── PermanentError              raise it in an agent: retrying will not help
@@ -350,6 +351,17 @@ class StepStateError(AgentchordError):
             f"cannot {self.action} step {self.step!r} of run {self.run_id}: it is {self.state}, "
             "and only a failed step waiting for an operator can be retried or skipped"
         )
+
+
+class RerunNotAllowedError(AgentchordError):
+    """A rerun was asked of a run that cannot be rerun now (still active, or its plan expired)."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        super().__init__(run_id, reason)
+        self.run_id, self.reason = run_id, reason
+
+    def __str__(self) -> str:
+        return f"cannot rerun run {self.run_id}: {self.reason}"
 
 
 class TransientError(AgentchordError):

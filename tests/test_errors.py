@@ -39,6 +39,7 @@ SAMPLES: list[errors.AgentchordError] = [
     errors.BodyTooLargeError(65536),
     errors.RunNeedsAttentionError("r1", "needs_attention", "step 'a' failed"),
     errors.StepStateError("r1", "a", "retry", "succeeded"),
+    errors.RerunNotAllowedError("r1", "it is running"),
     errors.TransientError("provider busy"),
     errors.PermanentError("bad input"),
     errors.TransientModelError("http://llm", "HTTP 429", 2.0),

@@ -34,6 +34,7 @@ def test_every_post_declares_its_body_model_and_every_ref_resolves(api: ApiProce
         ("/workflows", "post"): "StartRequest",
         ("/workflows/{run_id}/steps/{step}/skip", "post"): "SkipRequest",
         ("/workflows/{run_id}/abort", "post"): "AbortRequest",
+        ("/workflows/{run_id}/rerun", "post"): "RerunRequest",
         ("/approvals/{approval_id}", "post"): "ResumeRequest",
     }
     schemas = doc["components"]["schemas"]

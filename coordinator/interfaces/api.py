@@ -50,7 +50,7 @@ from coordinator.interfaces.problems import (
     problem_title,
     problem_type,
 )
-from coordinator.interfaces.runner import get_run, start
+from coordinator.interfaces.runner import get_run, rerun, start
 from coordinator.observation.live import follow
 from coordinator.observation.metrics import RegistryCollector
 from coordinator.observation.roles import RoleView, role_views
@@ -73,6 +73,7 @@ from proj.errors import (
     InvalidCursorError,
     MalformedBodyError,
     ReplayedWebhookError,
+    RerunNotAllowedError,
     RunNotFoundError,
     StepNotFoundError,
     StepStateError,
@@ -103,6 +104,7 @@ _STATUS: list[tuple[type[AgentchordError], int]] = [
     (ApprovalConflictError, 409),
     (IdempotencyConflictError, 409),
     (StepStateError, 409),
+    (RerunNotAllowedError, 409),
     (ApprovalClosedError, 410),
     (ApprovalDataError, 422),
     (InvalidCursorError, 422),
@@ -208,6 +210,21 @@ class ResumeRequest(BaseModel):
     data: JsonValue = None
 
 
+class RerunRequest(BaseModel):
+    """Rerun a run from a step: the steps before it whose inputs are unchanged are reused."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"from_step": "tests", "params": {"tests": {"framework": "pytest"}}}]},
+    )
+
+    from_step: str = Field(description="The step to run again; every step after it runs again too.", max_length=200)
+    input: dict[str, JsonValue] | None = Field(default=None, description="A new input (default: the run's own).")
+    params: dict[str, dict[str, JsonValue]] | None = Field(
+        default=None, description="Params to change, per step: {step: {param: value}}."
+    )
+
+
 class StepActionResponse(BaseModel):
     run_id: str
     step: str
@@ -241,7 +258,7 @@ _SSE_EVENT: dict[str, Any] = {
 }
 
 # Request bodies the handlers parse themselves: the document declares them from these models.
-_BODY_MODELS: tuple[type[BaseModel], ...] = (StartRequest, SkipRequest, AbortRequest, ResumeRequest)
+_BODY_MODELS: tuple[type[BaseModel], ...] = (StartRequest, SkipRequest, AbortRequest, ResumeRequest, RerunRequest)
 _PUBLIC_PATHS = ("/healthz", "/metrics")
 
 
@@ -429,6 +446,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         get_run(run_id, settings=settings)  # 404 before the stream starts
         stream = follow(registry, run_id, request.headers.get("last-event-id"), settings.sse_max_s)
         return StreamingResponse(stream, media_type="text/event-stream", headers={"cache-control": "no-store"})
+
+    @api.post(
+        "/workflows/{run_id}/rerun",
+        status_code=202,
+        response_model=StartResponse,
+        openapi_extra=_body(RerunRequest),
+        responses=_problems(
+            400,
+            404,
+            409,
+            422,
+            s404="No such run, or no such step in it.",
+            s409="The run has not ended (rerun an ended run), or its plan expired; or a replayed webhook-id.",
+            s422="The body is invalid, or `params` names a step the workflow does not have.",
+        ),
+    )
+    def rerun_run(run_id: str, auth: tuple[Identity, bytes] = Depends(caller)) -> StartResponse:
+        """Start a new run of an ended run's workflow from ``from_step``, reusing the stored outputs
+        of the steps before it whose inputs did not change (no model call for them). Scope ``start``."""
+        allow(auth, "start", "start runs")
+        request: RerunRequest = parse_and_spend(auth, RerunRequest)
+        tenant = auth[0].name if TENANT_PATTERN.fullmatch(auth[0].name) else None
+        run = rerun(
+            run_id,
+            request.from_step,
+            input=request.input,
+            params=request.params,
+            tenant=tenant,
+            settings=settings,
+        )
+        base = settings.public_url.rstrip("/")
+        return StartResponse(run_id=run.id, state=run.status().state, status_url=f"{base}/workflows/{run.id}")
 
     @api.post(
         "/workflows/{run_id}/steps/{step}/retry",

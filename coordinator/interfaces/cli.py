@@ -25,7 +25,7 @@ import agents
 from coordinator.engine.checkpoints import ApprovalId, pending_approvals
 from coordinator.engine.specs import builtin_workflows
 from coordinator.interfaces.demo import run_demo
-from coordinator.interfaces.runner import Run, get_run, list_runs, start
+from coordinator.interfaces.runner import Run, get_run, list_runs, rerun, start
 from coordinator.interfaces.stack import LocalStack
 from coordinator.observation.live import follow_events, sse_id
 from coordinator.observation.report import (
@@ -170,6 +170,38 @@ def approve(
         "reject" if reject else "approve", comment=comment, data=payload, step=step
     )
     console.print(f"{view.id}: {view.state}")
+
+
+def _json_option(name: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{name} is not valid JSON: {exc}") from None
+
+
+@cli.command(name="rerun")
+def rerun_command(
+    run_id: str,
+    from_step: Annotated[str, typer.Option("--from", help="The step to run again; the steps after it run too.")],
+    input: Annotated[str | None, typer.Option("--input", help="A new input as a JSON object.")] = None,
+    params: Annotated[
+        str | None, typer.Option("--params", help='Params to change, per step: {"step": {"param": value}}.')
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait (up to an hour) for the new run to end.")] = False,
+) -> None:
+    """Run an ended run again from a step, reusing the unchanged outputs of the steps before it."""
+    settings = _settings()
+    new = rerun(
+        run_id, from_step, input=_json_option("--input", input), params=_json_option("--params", params),
+        settings=settings,
+    )  # fmt: skip
+    reused = sorted(name for name, step in new.status().steps.items() if step.reused_from)
+    console.print(f"{new.id}: rerun of {run_id} from {from_step}; reused: {', '.join(reused) or 'nothing'}")
+    if wait:
+        new.wait(timeout=3600)
+        console.print(f"{new.id}: {new.status().state}")
 
 
 @cli.command()

@@ -23,6 +23,7 @@ from coordinator.engine.checkpoints import ApprovalView, approval_id, get_approv
 from coordinator.engine.compile import plan_digest, skipped_steps, step_plans
 from coordinator.engine.dispatch import dispatch_admitted, dispatch_ready
 from coordinator.engine.operator import abort_run, retry_step, skip_step
+from coordinator.engine.rerun import reusable_outputs, reused_dependencies
 from coordinator.engine.specs import Step, Workflow, resolve_workflow
 from coordinator.observation.live import follow_events
 from coordinator.observation.status import RunStatus, StepStatus
@@ -35,10 +36,12 @@ from proj.errors import (
     IdempotencyConflictError,
     InvalidInputError,
     InvalidStartOptionError,
+    RerunNotAllowedError,
     RunFailedError,
     RunNeedsAttentionError,
     RunNotFoundError,
     RunTimeoutError,
+    StepNotFoundError,
 )
 from proj.messages import send_steps, step_task_id
 from proj.plan import RunPlan
@@ -88,6 +91,8 @@ class Run:
                 worker=records.get(name, {}).get("worker"),
                 error=records.get(name, {}).get("error"),
                 body_runs=int(records.get(name, {}).get("body_runs", 0)),
+                agent_version=records.get(name, {}).get("agent_version"),
+                reused_from=records.get(name, {}).get("reused_from"),
             )
             for name, step in plan.items()
         }
@@ -101,6 +106,8 @@ class Run:
             steps=steps,
             tenant=record.get("tenant") or DEFAULT_TENANT,
             budget=self._registry.spend(self.id) if record.get("budget") else None,
+            rerun_of=record.get("rerun_of"),
+            rerun_from=record.get("rerun_from"),
         )
 
     def results(self) -> dict[str, Any]:
@@ -164,6 +171,12 @@ class Run:
                 f"{self.id}.<step> (pending gates: {', '.join(pending) or 'none'}; pass step=...)"
             )
         return approval_id(self.id, pending[0])
+
+    def rerun(
+        self, from_step: str, *, input: dict[str, Any] | None = None, params: dict[str, dict[str, Any]] | None = None
+    ) -> Run:
+        """A new run from ``from_step`` that reuses this run's unchanged outputs (see :func:`rerun`)."""
+        return rerun(self.id, from_step, input=input, params=params, settings=self._registry.settings)
 
     def retry_step(self, step: str) -> None:
         """Operator: run a failed step again (fresh attempts)."""
@@ -248,6 +261,89 @@ def start(
     """
     settings = settings or current_settings()
     wf = resolve_workflow(workflow) if isinstance(workflow, str) else workflow
+    return _launch(wf, input, idempotency_key, collapse, allow_different_input, budget, tenant, settings)
+
+
+def rerun(
+    run_id: str,
+    from_step: str,
+    *,
+    input: dict[str, Any] | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    tenant: str | None = None,
+    settings: Settings | None = None,
+) -> Run:
+    """Start a new run of ``run_id``'s workflow (the plan it ran, not today's file) that runs
+    ``from_step`` and everything after it, and reuses the stored output of every other step
+    whose inputs are unchanged (see :mod:`coordinator.engine.rerun`): no model call for those.
+
+    ``input`` replaces the run's input (default: the same); ``params`` overrides steps' params,
+    ``{step: {name: value}}``; ``tenant`` (default: the run's) is whose slots it takes. The new
+    run records ``rerun_of``; the original's event log gets a ``rerun`` event.
+
+    Raises :class:`RunNotFoundError`, :class:`StepNotFoundError`, :class:`RerunNotAllowedError`
+    (the run has not ended, or its plan expired) or :class:`InvalidStartOptionError` (bad
+    ``params``); nothing is created then.
+    """
+    settings = settings or current_settings()
+    registry = _registry(settings)
+    record = registry.run_record(run_id)
+    if not record:
+        raise RunNotFoundError(run_id)
+    if record["state"] not in TERMINAL_STATES:
+        raise RerunNotAllowedError(
+            run_id, f"it is {record['state']}; rerun a run that has ended (wait for it, or cancel it first)"
+        )
+    spec_json = registry.spec_of(run_id)
+    if not spec_json:
+        raise RerunNotAllowedError(run_id, "its workflow spec is no longer stored (its plan expired)")
+    wf = Workflow.model_validate_json(spec_json)
+    names = [step.name for step in wf.steps]
+    if from_step not in names:
+        raise StepNotFoundError(run_id, from_step, names)
+    wf = _with_params(wf, params)
+    budget = Budget.model_validate_json(record["budget"]) if record.get("budget") else None
+    new_input = json.loads(record.get("input") or "{}") if input is None else input
+    tenant = tenant or record.get("tenant")
+    return _launch(wf, new_input, None, False, False, budget, tenant, settings, (run_id, from_step))
+
+
+def _with_params(workflow: Workflow, params: dict[str, dict[str, Any]] | None) -> Workflow:
+    """``workflow`` with each named step's params updated from ``params``."""
+    if not params:
+        return workflow
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        raise InvalidStartOptionError("params", "expected an object {step: {param: value}}")
+    steps = {step.name: step for step in workflow.steps}
+    unknown = sorted(set(params) - set(steps))
+    if unknown:
+        raise InvalidStartOptionError("params", f"no step {', '.join(map(repr, unknown))}; steps: {', '.join(steps)}")
+    try:
+        return workflow.model_copy(
+            update={
+                "steps": [
+                    Step.model_validate({**s.model_dump(), "params": {**s.params, **params.get(s.name, {})}})
+                    for s in workflow.steps
+                ]
+            }
+        )
+    except ValidationError as exc:
+        raise InvalidStartOptionError("params", exc.errors()[0]["msg"]) from None
+
+
+def _launch(
+    wf: Workflow,
+    input: dict[str, Any] | None,
+    idempotency_key: str | None,
+    collapse: bool,
+    allow_different_input: bool,
+    budget: Budget | dict[str, Any] | None,
+    tenant: str | None,
+    settings: Settings,
+    rerun_of: tuple[str, str] | None = None,
+) -> Run:
+    """Create a run of ``wf`` and dispatch its first steps; ``rerun_of`` (run id, step): a
+    rerun, which first stores the outputs it reuses from that run."""
     agents.load_agent_modules(settings.agent_modules)
     wf.check_agents(agents.known_roles())
     wf.check_uses(agents.output_fields)
@@ -270,8 +366,9 @@ def start(
         digest = plan_digest(plans, spec_json)
         registry.store_plan(digest, plans, spec_json)
         parsed = registry.plan_by_digest(digest)
-        # An inline workflow's first steps are claimed by the script that creates the run.
-        first = tuple(step for step, plan in parsed.items() if plan.inline and not plan.after)
+        # An inline workflow's first steps are claimed by the script that creates the run (a
+        # rerun's by the dispatch after its reused outputs are stored).
+        first = () if rerun_of else tuple(step for step, plan in parsed.items() if plan.inline and not plan.after)
         fingerprint = hashlib.sha256(f"{digest} {input_json}".encode()).hexdigest()[:20]
         budget_json = run_budget.model_dump_json(exclude_none=True) if run_budget else ""
         created, run_id, claimed = registry.create_run(
@@ -279,6 +376,8 @@ def start(
         )
         if not created and claimed and claimed[0] not in ("", fingerprint) and not allow_different_input:
             raise IdempotencyConflictError(str(idempotency_key), run_id)
+        if created and rerun_of:
+            _seed_rerun(registry, run_id, rerun_of, parsed, json.loads(input_json), wf.handoff)
         if created and claimed == ["*queued"]:
             # Over its admission limits: it waits; whoever ends a run admits and dispatches it.
             return Run(run_id, registry)
@@ -293,6 +392,22 @@ def start(
             # crashed between creating the run and sending its first tasks.
             dispatch_ready(registry, run_id)
     return Run(run_id, registry)
+
+
+def _seed_rerun(
+    registry: Registry, run_id: str, rerun_of: tuple[str, str], plan: RunPlan, input: dict[str, Any], handoff: bool
+) -> None:
+    original, from_step = rerun_of
+    reused = reusable_outputs(
+        plan,
+        from_step,
+        registry.step_records(original),
+        registry.raw_results(original),
+        input,
+        agents.get_role,
+        keeps_handoff=handoff,
+    )
+    registry.seed_reused(run_id, original, from_step, reused, reused_dependencies(plan, reused))
 
 
 def collapsed_workflow(workflow: Workflow) -> Workflow:

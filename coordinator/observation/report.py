@@ -34,7 +34,7 @@ def timing_table(status: RunStatus, timings: RunTimings) -> Table:
         table.add_row(
             step.step,
             step.agent,
-            step.state,
+            "reused" if step.reused_from else step.state,
             _ms(step.start_offset_s),
             _ms(step.handoff_s),
             _ms(step.queue_wait_s),
@@ -292,7 +292,13 @@ def _step_table(timings: RunTimings) -> str:
     head = "".join(f"<th>{name}</th>" for name in _STEP_COLUMNS)
     rows = []
     for step in timings.steps:
-        cells: list[object] = [step.step, step.agent, step.state, _ms(step.handoff_s), _ms(step.queue_wait_s)]
+        cells: list[object] = [
+            step.step,
+            step.agent,
+            "reused" if step.reused_from else step.state,
+            _ms(step.handoff_s),
+            _ms(step.queue_wait_s),
+        ]
         cells.append(_ms(step.body_s))
         cells += [_ms(step.step_overhead_s), step.attempts, f"{step.prompt_tokens}/{step.completion_tokens}"]
         cells += [step.cached_tokens, step.reinjected_tokens, step.broadcast_reinjected_tokens, f"{step.cost:.6f}"]

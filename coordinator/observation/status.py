@@ -13,6 +13,10 @@ class StepStatus(BaseModel):
     worker: str | None = None
     error: str | None = None
     body_runs: int = 0
+    agent_version: str | None = Field(default=None, description="The version of the role that ran the step.")
+    reused_from: str | None = Field(
+        default=None, description="A rerun's step not run again: the run whose stored output it reused."
+    )
 
 
 class RunStatus(BaseModel):
@@ -25,3 +29,5 @@ class RunStatus(BaseModel):
     steps: dict[str, StepStatus]
     tenant: str = Field(default="default", description="Whose run it is, for the admission limits.")
     budget: BudgetSpend | None = Field(default=None, description="Spend against the run's budget, if it has one.")
+    rerun_of: str | None = Field(default=None, description="A rerun: the run it reran.")
+    rerun_from: str | None = Field(default=None, description="A rerun: the step it ran again from.")

@@ -33,6 +33,7 @@ class StepTiming(BaseModel):
     step: str
     agent: str
     state: str
+    reused_from: str | None = None  # a rerun's step whose output was reused from that run
     model: str = ""
     start_offset_s: float | None = None
     handoff_s: float | None = None
@@ -144,6 +145,7 @@ def compute_timings(
                 step=name,
                 agent=step_plan.agent or "approval",
                 state=record.get("state", "pending"),
+                reused_from=record.get("reused_from"),
                 model=model,
                 start_offset_s=_diff(started, created),
                 handoff_s=_diff(dispatched, ready_at),

@@ -26,7 +26,7 @@ from proj.registry.records import (
     StepWork,
     step_records_of,
 )
-from proj.registry.runs import RunsMixin
+from proj.registry.runs import RerunsMixin, ReusedOutput
 from proj.registry.steps import StepsMixin
 from proj.registry.validation import ValidationMixin
 from proj.registry.workers import WorkerBeat, WorkersMixin
@@ -40,6 +40,7 @@ __all__ = [
     "Event",
     "FinishOutcome",
     "Registry",
+    "ReusedOutput",
     "RunSnapshot",
     "StepWork",
     "WorkerBeat",
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 
-class Registry(RunsMixin, StepsMixin, ApprovalsMixin, EventsMixin, ValidationMixin, WorkersMixin, BudgetsMixin):
+class Registry(RerunsMixin, StepsMixin, ApprovalsMixin, EventsMixin, ValidationMixin, WorkersMixin, BudgetsMixin):
     """Registry operations over one Redis connection pool.
 
     Example:
