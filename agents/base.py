@@ -13,7 +13,6 @@ registers the role ``summarizer`` and the task ``agents.summarizer``, routed to 
 
 from __future__ import annotations
 
-import importlib
 import re
 import typing
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from celery import Task
 from celery.signals import celeryd_init
 from pydantic import BaseModel
 
-from agents.role import AgentFunction, AgentRole
+from agents.role import ROLES, AgentFunction, AgentRole
 from agents.runtime import execute_step
 from proj.celery import app, current_settings
 from proj.errors import ConfigurationError
@@ -35,7 +34,7 @@ F = TypeVar("F", bound=AgentFunction)
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
-_ROLES: dict[str, AgentRole] = {}
+_ROLES = ROLES  # the process's role registry (agents/role.py), written only here
 
 
 def agent(
@@ -128,17 +127,6 @@ def output_fields(name: str) -> list[str] | None:
     if isinstance(returned, type) and issubclass(returned, BaseModel):
         return list(returned.model_fields)
     return None
-
-
-def load_agent_modules(modules: tuple[str, ...] | list[str]) -> None:
-    """Import user modules that define roles (``AGENTCHORD_AGENT_MODULES``)."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigurationError(
-                f"cannot import agent module {module!r} listed in AGENTCHORD_AGENT_MODULES: {exc}"
-            ) from exc
 
 
 @celeryd_init.connect  # type: ignore[untyped-decorator]

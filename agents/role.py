@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from proj.errors import ConfigurationError
 from proj.policy import RetryPolicy
 
 AgentFunction = Callable[..., Any]
@@ -23,3 +25,23 @@ class AgentRole:
     # Bumped by the role's author when its behaviour changes: each step records the version that
     # ran it, and a rerun never reuses an output made by another version.
     version: str = "1"
+
+
+# Every role registered in this process (by ``agents.agent``), by name.
+ROLES: dict[str, AgentRole] = {}
+
+
+def registered_role(name: str) -> AgentRole | None:
+    """The role ``name`` as registered in this process; None if no imported module defines it."""
+    return ROLES.get(name)
+
+
+def load_agent_modules(modules: tuple[str, ...] | list[str]) -> None:
+    """Import user modules that define roles (``AGENTCHORD_AGENT_MODULES``)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"cannot import agent module {module!r} listed in AGENTCHORD_AGENT_MODULES: {exc}"
+            ) from exc

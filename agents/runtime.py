@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import redis
@@ -29,7 +29,7 @@ from agents.context import StepContext
 from agents.handoff import HandoffRecord, StepOutcome, outcome_of
 from agents.llm import MeteredModel, UsageMeter, count_tokens, step_cost
 from agents.reuse import step_input_hash
-from agents.role import AgentRole
+from agents.role import AgentRole, load_agent_modules, registered_role
 from agents.spend import RunBudgetGate
 from proj.celery import app, current_settings
 from proj.errors import BudgetExceededError, PermanentError, StepFailedError
@@ -167,7 +167,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
     if not finished.stored:
         resend_claimed_successors(registry, run_id, step, plans, plan_digest)
     elif work.plan.inline:
-        send_steps(run_id, finished.claimed, plan_digest)
+        send_steps(run_id, steps_with_roles(registry, run_id, finished.claimed), plan_digest)
     else:
         dispatch(registry, run_id)
     return {"run_id": run_id, "step": step, "status": "succeeded"}
@@ -370,6 +370,32 @@ def _metadata(
     # Zeros and blanks are not stored: every reader defaults them (a step of a role that calls no
     # model keeps six fields fewer in the steps hash).
     return {name: value for name, value in measured.items() if value not in (0, "")}
+
+
+def steps_with_roles(
+    registry: Registry, run_id: str, steps: Iterable[tuple[str, StepPlan]]
+) -> list[tuple[str, StepPlan]]:
+    """The claimed ``steps`` whose role this deployment still has. A step of a role it no longer
+    registers (a run started before a deploy removed or renamed the role: a run keeps the plan it
+    started with) waits for an operator, with a reason naming the role, instead of a message no
+    worker will ever take."""
+    ready = []
+    for name, plan in steps:
+        if plan.agent and registered_role(plan.agent) is None:
+            # This process may not have imported the deployment's role modules yet (a script
+            # that only approves): import them before deciding a role is gone.
+            load_agent_modules(registry.settings.agent_modules)
+        if plan.agent and registered_role(plan.agent) is None:
+            error = (
+                f"agent role {plan.agent!r} no longer exists: this run's plan (the workflow version it "
+                "started with) needs it and no module of this deployment registers it; deploy the role "
+                "again and retry the step, or skip it"
+            )
+            logger.warning("run %s step %s: %s", run_id, name, error)
+            registry.escalate(run_id, name, "*", error, "", 0, plan.agent)
+        else:
+            ready.append((name, plan))
+    return ready
 
 
 def give_up(

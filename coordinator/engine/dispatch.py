@@ -10,7 +10,7 @@ dispatch exactly once, atomically, in the registry.
 
 from __future__ import annotations
 
-from agents.runtime import set_dispatcher
+from agents.runtime import set_dispatcher, steps_with_roles
 from coordinator.engine.checkpoints import park_gate
 from coordinator.engine.compile import is_gate, ready_steps, real_steps, skipped_steps
 from proj.messages import send_steps
@@ -34,8 +34,8 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
     for gate in gates:
         park_gate(registry, registry.settings, run_id, gate, snapshot.plan)
     with within_run_trace(snapshot.traceparent):
-        agents = ((step, snapshot.plan[step]) for step in claimed if step not in gates)
-        send_steps(run_id, agents, snapshot.plan_digest)
+        agents = [(step, snapshot.plan[step]) for step in claimed if step not in gates]
+        send_steps(run_id, steps_with_roles(registry, run_id, agents), snapshot.plan_digest)
     return claimed
 
 

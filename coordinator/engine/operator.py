@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agents.runtime import steps_with_roles
 from coordinator.engine.dispatch import dispatch_admitted, dispatch_ready
 from proj.errors import RunNotFoundError, StepNotFoundError, StepStateError
-from proj.messages import send_step
+from proj.messages import send_steps
 from proj.registry import ADMITTED, Registry
 
 
@@ -36,7 +37,8 @@ def retry_step(registry: Registry, run_id: str, step: str, actor: str = "operato
     if not registry.operator_retry(run_id, step, actor):
         raise StepStateError(run_id, step, "retry", _state_of(registry, run_id, step))
     snapshot = registry.snapshot(run_id)
-    send_step(run_id, step, snapshot.plan[step], snapshot.plan_digest)
+    # A role removed by a deploy since the run started fails the step again, naming the role.
+    send_steps(run_id, steps_with_roles(registry, run_id, [(step, snapshot.plan[step])]), snapshot.plan_digest)
     # Steps that became ready while the run waited for the operator (nothing claims in that
     # state) are dispatched now.
     dispatch_ready(registry, run_id)

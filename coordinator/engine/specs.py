@@ -186,6 +186,13 @@ class Workflow(BaseModel):
 
     name: str = Field(pattern=_NAME)
     description: str = ""
+    version: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Your label for this version of the workflow (runs record it; default: the plan's digest). "
+        "A run keeps the plan it started with, whatever is deployed later.",
+    )
     handoff: bool = Field(default=False, description="Keep a typed handoff record that agents read and extend.")
     budget: Budget | None = Field(
         default=None, description="Budget of each run (a start's own budget wins; see proj/budget.py)."

@@ -25,6 +25,7 @@ import agents
 from coordinator.engine.checkpoints import ApprovalId, pending_approvals
 from coordinator.engine.specs import builtin_workflows
 from coordinator.interfaces.demo import run_demo
+from coordinator.interfaces.replay import ReplayAction, dead_letters, parse_window, replay
 from coordinator.interfaces.runner import Run, get_run, list_runs, rerun, start
 from coordinator.interfaces.stack import LocalStack
 from coordinator.observation.live import follow_events, sse_id
@@ -202,6 +203,60 @@ def rerun_command(
     if wait:
         new.wait(timeout=3600)
         console.print(f"{new.id}: {new.status().state}")
+
+
+@cli.command(name="replay")
+def replay_command(
+    state: Annotated[
+        str, typer.Option(help="Runs in this state: needs_attention, failed, cancelled, budget_exceeded.")
+    ],
+    workflow: Annotated[str, typer.Option(help="Only runs of this workflow.")] = "",
+    since: Annotated[str | None, typer.Option(help="Only runs started within this window: 90s, 15m, 1h, 2d.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do it (without it: a dry run that lists the plan).")] = False,
+    rate: Annotated[float, typer.Option(help="Actions per second, at most.")] = 5.0,
+    limit: Annotated[int, typer.Option(help="Runs at most.")] = 1000,
+) -> None:
+    """Retry (needs_attention) or rerun (failed, cancelled, budget_exceeded) many runs at once."""
+    settings = _settings()
+    window = parse_window(since) if since else None
+
+    def show(action: ReplayAction) -> None:
+        made = f" -> {action.new_run_id}" if action.new_run_id else ""
+        console.print(
+            f"{action.run_id} {action.workflow} {action.action} {','.join(action.steps)}: {action.outcome}{made}"
+        )
+
+    actions = replay(
+        registry_for(settings), state, workflow, window, execute=yes, rate_per_s=rate, limit=limit,
+        on_action=show,
+    )  # fmt: skip
+    if not yes:
+        for action in actions:
+            show(action)
+        console.print(f"dry run: {len(actions)} run(s) would be replayed; add --yes to do it")
+    else:
+        done = sum(1 for a in actions if a.outcome == "done")
+        console.print(f"replayed {done} of {len(actions)} run(s)")
+
+
+@cli.command(name="dead-letters")
+def dead_letters_command(
+    since: Annotated[str | None, typer.Option(help="Only steps given up on within this window: 15m, 1h, 2d.")] = None,
+    show: Annotated[int, typer.Option(help="Steps listed per error.")] = 5,
+) -> None:
+    """Steps given up on (retries exhausted or a permanent error), grouped by error."""
+    groups = dead_letters(registry_for(_settings()), parse_window(since) if since else None)
+    if not groups:
+        console.print("no step was given up on" + (f" in the last {since}" if since else ""))
+        return
+    table = Table(title="dead letters: steps given up on, by error")
+    for column in ("count", "error", "steps (run.step, attempts)"):
+        table.add_column(column, justify="right" if column == "count" else "left")
+    for group in groups:
+        listed = ", ".join(f"{s.run_id}.{s.step} ({s.attempts})" for s in group.steps[:show])
+        more = f" and {group.count - show} more" if group.count > show else ""
+        table.add_row(str(group.count), group.error, listed + more)
+    console.print(table)
 
 
 @cli.command()

@@ -106,6 +106,7 @@ class Run:
             steps=steps,
             tenant=record.get("tenant") or DEFAULT_TENANT,
             budget=self._registry.spend(self.id) if record.get("budget") else None,
+            workflow_version=self._registry.workflow_version(snapshot.plan_digest),
             rerun_of=record.get("rerun_of"),
             rerun_from=record.get("rerun_from"),
         )

@@ -29,5 +29,9 @@ class RunStatus(BaseModel):
     steps: dict[str, StepStatus]
     tenant: str = Field(default="default", description="Whose run it is, for the admission limits.")
     budget: BudgetSpend | None = Field(default=None, description="Spend against the run's budget, if it has one.")
+    workflow_version: str = Field(
+        default="",
+        description="The workflow version the run started with (its declared version, else its plan's digest).",
+    )
     rerun_of: str | None = Field(default=None, description="A rerun: the run it reran.")
     rerun_from: str | None = Field(default=None, description="A rerun: the step it ran again from.")

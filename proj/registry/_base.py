@@ -24,6 +24,7 @@ class RegistryBase:
         self._local = threading.local()
         # Plans by digest: immutable, so every process keeps those it has used (bounded).
         self._plans: dict[str, RunPlan] = {}
+        self._versions: dict[str, str] = {}  # plan digest -> the workflow version it declares
         self._start = client.register_script(lua.START)
         self._dispatch = client.register_script(lua.DISPATCH)
         self._begin = client.register_script(lua.BEGIN_STEP)

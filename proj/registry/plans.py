@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from proj.plan import RunPlan, parse_plan
 from proj.registry._base import RegistryBase
 
@@ -41,6 +43,19 @@ class PlansMixin(RegistryBase):
                 self._plans.pop(next(iter(self._plans)))
             self._plans[digest] = plan
         return plan
+
+    def workflow_version(self, digest: str) -> str:
+        """The version a plan's workflow declares (``version:``), else the plan's digest. A plan
+        never changes under its digest, so the answer is kept."""
+        known = self._versions.get(digest)
+        if known is None:
+            raw = self.client.hget(self.keys.plan(digest), SPEC_FIELD) if digest else None
+            declared = json.loads(raw).get("version") if raw else None
+            known = str(declared or digest)
+            if len(self._versions) >= _PLAN_CACHE_SIZE:
+                self._versions.pop(next(iter(self._versions)))
+            self._versions[digest] = known
+        return known
 
     def spec_of(self, run_id: str) -> str:
         """The workflow spec (JSON) the run was started from, as stored with its plan."""
