@@ -30,6 +30,8 @@ class StepContext(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     attempt: int = Field(default=1, ge=1, description="1 on the first execution of the body, 2 on its retry, ...")
     handoff: HandoffRecord | None = Field(default=None, description="The run's handoff record, if kept.")
+    item: Any = Field(default=None, description="A map member's element of the list it was made for.")
+    index: int | None = Field(default=None, description="A map member's position in that list (from 0).")
     feedback: list[str] = Field(
         default_factory=list, description="The validator's issues with this step's last candidate (a retry round)."
     )

@@ -34,7 +34,7 @@ from agents.spend import RunBudgetGate
 from proj.celery import app, current_settings
 from proj.errors import BudgetExceededError, PermanentError, StepFailedError
 from proj.messages import callback_task_id, send_steps
-from proj.plan import RunPlan, StepPlan
+from proj.plan import RunPlan, StepPlan, map_items, member_of, plan_for
 from proj.policy import is_transient
 from proj.queues import ADVANCE_TASK, ESCALATE_TO_APPROVAL_TASK, RERUN_TASK, VALIDATE_TASK
 from proj.registry import ADMITTED, Registry, StepWork, registry_for
@@ -58,13 +58,16 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
     annotate(**{"agentchord.run_id": run_id, "agentchord.step": step, "agentchord.role": role.name})
     plan_digest = plan_digest or registry.plan_digest_of(run_id)
     plans = registry.plan_by_digest(plan_digest) if plan_digest else {}
-    if step not in plans:
+    step_plan = plan_for(plans, step)
+    member = member_of(step) if step_plan is not None and step_plan.map else None
+    if step_plan is None or (step_plan.map and member is None):
+        # A map step itself is never sent (its members are): only a stale or forged message says so.
         logger.warning("step %s of run %s not run: no such run or step (or its plan expired)", step, run_id)
         return {"run_id": run_id, "step": step, "status": "missing"}
     with span("agentchord.registry.begin_step"):
         received_at = str(getattr(task.request, RECEIVED_AT, "") or "")
         outcome = through_redis_outage(
-            registry.begin_step, run_id, step, token, task.request.hostname or "", plans[step], received_at
+            registry.begin_step, run_id, step, token, task.request.hostname or "", step_plan, received_at
         )
     if outcome.status == "busy":
         # Another delivery of this step is running it; look again when its lease may be over.
@@ -72,7 +75,7 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         raise task.retry(countdown=countdown)
     if outcome.status == "exhausted":
         error = f"gave up after {outcome.attempts} attempt(s): {outcome.last_error}"
-        give_up(registry, run_id, step, "*", error, "", outcome.attempts, plans[step])
+        give_up(registry, run_id, step, "*", error, "", outcome.attempts, step_plan)
         raise StepFailedError(run_id, step, error)
     if outcome.status == "done":
         # A duplicate delivery, maybe of a message whose first worker died after storing the
@@ -93,7 +96,10 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         # escalate like a failing body, never leave the step claimed and silent.
         used = used_fields(work.dependencies, work.plan.uses)
         dependencies, feedback = _validation_inputs(registry, run_id, step, work.plan, used)
+        item, members = _member_item(step, member, work, settings.map_max_items)
         context = StepContext(
+            item=item,
+            index=member[1] if member else None,
             run_id=run_id,
             step=step,
             agent=role.name,
@@ -128,6 +134,16 @@ def execute_step(task: Task, role: AgentRole, run_id: str, step: str, plan_diges
         raise StepFailedError(run_id, step, error) from exc
     body_s = time.perf_counter() - started
     output_tokens = _output_tokens(output, result_json)
+
+    if member is not None:
+        metadata = _metadata(body_s, meter, work, run_started, output_tokens)
+        metadata["agent_version"] = role.version
+        _, joined = through_redis_outage(
+            registry.finish_member, run_id, step, member[0], result_json, members, metadata
+        )
+        if joined:
+            dispatch(registry, run_id)
+        return {"run_id": run_id, "step": step, "status": "succeeded"}
 
     if work.plan.is_check or _needs_validation(work.plan, result_json):
         metadata = _metadata(body_s, meter, work, run_started, output_tokens)
@@ -203,6 +219,16 @@ def _emitter(registry: Registry, run_id: str, step: str) -> Callable[[str, str],
         registry.emit(run_id, step, kind, text[:4000])
 
     return emit
+
+
+def _member_item(step: str, member: tuple[str, int] | None, work: StepWork, max_items: int) -> tuple[Any, int]:
+    """A map member's element of the list and the map's size; (None, 0) for any other step."""
+    if member is None or work.plan.map is None:
+        return None, 0
+    items = map_items(member[0], work.plan.map, work.dependencies, max_items)
+    if member[1] >= len(items):
+        raise PermanentError(f"{step}: the list at {work.plan.map!r} has {len(items)} items, no item {member[1]}")
+    return items[member[1]], len(items)
 
 
 class _TokenStream:
@@ -408,7 +434,23 @@ def give_up(
     attempts: int,
     plan: StepPlan,
 ) -> None:
-    """Escalate a step that will not be retried: to an operator, or to a human approval."""
+    """Escalate a step that will not be retried: to an operator, or to a human approval. A map
+    member follows its map's ``on_member_failure``: escalate, end the run failed, or count as an
+    arrival with its error in its place."""
+    member = member_of(step) if plan.map else None
+    if member is not None and plan.on_member_failure == "continue":
+        marked = json.dumps({"error": error, "failed": True})
+        _, joined = registry.finish_member(
+            run_id, step, member[0], marked, registry.map_members(run_id, member[0]) or 0, {}
+        )
+        if joined:
+            dispatch(registry, run_id)
+        return
+    if member is not None and plan.on_member_failure == "fail":
+        ended = registry.escalate(run_id, step, token, error, trace, attempts, plan.agent or "", "failed")
+        if ended == 1 + ADMITTED:
+            dispatch_admitted(registry)
+        return
     escalated = registry.escalate(run_id, step, token, error, trace, attempts, plan.agent or "")
     if escalated and plan.on_failure == "escalate_to_approval":
         app.send_task(

@@ -11,6 +11,7 @@
     │   ├── CycleError
     │   ├── InvalidInputError
     │   ├── InvalidApprovalError
+    │   ├── InvalidMapError             a step's `map` path or shape cannot work
     │   └── SpecFileError
     ├── UnknownWorkflowError        `run NAME` with no such built-in or file
     ├── RunNotFoundError            no run with that id (never existed, or expired)
@@ -24,6 +25,7 @@
     ├── TransientError              raise it in an agent: retry this step later
     │   └── TransientModelError         a model provider's 429/5xx/timeout (honours Retry-After)
     ├── PermanentError              raise it in an agent: retrying will not help
+    │   ├── MapItemsError               a map's path found no list (or too long a one) at run time
     │   └── PermanentModelError         a provider's 4xx, or structured output that stays unparsable
     ├── ApprovalError               a resume that changes nothing
     │   ├── ApprovalNotFoundError       no such approval (HTTP 404)
@@ -142,6 +144,18 @@ class InvalidApprovalError(WorkflowSpecError):
 
     def __str__(self) -> str:
         return f"approval gate {self.step!r} is not valid: {self.reason}"
+
+
+class InvalidMapError(WorkflowSpecError):
+    """A step's ``map`` cannot work: its path does not start at a dependency, or the step is a
+    gate or validated."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(step, reason)
+        self.step, self.reason = step, reason
+
+    def __str__(self) -> str:
+        return f"map of step {self.step!r} is not valid: {self.reason}"
 
 
 class SpecFileError(WorkflowSpecError):
@@ -370,6 +384,18 @@ class TransientError(AgentchordError):
 
 class PermanentError(AgentchordError):
     """Raise from an agent for a failure that retrying cannot fix (bad input, a 4xx)."""
+
+
+class MapItemsError(PermanentError):
+    """At run time, a map step's path did not lead to a list (or to too long a list): the step
+    waits for an operator with this message."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(step, reason)
+        self.step, self.reason = step, reason
+
+    def __str__(self) -> str:
+        return f"cannot map step {self.step!r}: {self.reason}"
 
 
 class TransientModelError(TransientError):

@@ -6,11 +6,13 @@ Built by :mod:`coordinator.engine.compile` from a workflow spec, stored once per
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from proj.errors import MapItemsError
 from proj.policy import RetryPolicy
 
 
@@ -68,6 +70,10 @@ class StepPlan(_Frozen):
     validation: ValidationPlan | None = None
     validates: str | None = None  # a validator step: the step whose candidates it checks
     uses: dict[str, tuple[str, ...]] | None = None  # dependency -> the only fields of it this step sees
+    # A map step: one member per element of the list at this path ("<dependency>.<key>...") in a
+    # dependency's output; members are steps named "<step>[<i>]" (see member_name).
+    map: str | None = None
+    on_member_failure: str = "escalate"  # escalate | fail | continue
 
     @property
     def is_gate(self) -> bool:
@@ -91,3 +97,44 @@ def parse_plan(raw: str) -> StepPlan:
     """A step plan from its stored JSON. Cached: every run of a workflow version stores the same
     strings, so a process parses each once."""
     return StepPlan.model_validate_json(raw)
+
+
+_MEMBER = re.compile(r"^(?P<step>.+)\[(?P<index>[0-9]+)\]$")
+
+
+def member_name(step: str, index: int) -> str:
+    """The name of member ``index`` of map step ``step``: ``review_file[3]`` (step names have no brackets)."""
+    return f"{step}[{index}]"
+
+
+def member_of(step: str) -> tuple[str, int] | None:
+    """``("review_file", 3)`` for ``review_file[3]``; None for a step that is no map member."""
+    found = _MEMBER.match(step)
+    return (found["step"], int(found["index"])) if found else None
+
+
+def plan_for(plans: RunPlan, step: str) -> StepPlan | None:
+    """A step's plan; a map member's is its map step's. None: no such step."""
+    if step in plans:
+        return plans[step]
+    member = member_of(step)
+    if member and member[0] in plans and plans[member[0]].map:
+        return plans[member[0]]
+    return None
+
+
+def map_items(step: str, path: str, dependencies: dict[str, Any], max_items: int) -> list[Any]:
+    """The list a map step's ``path`` leads to in its dependencies' outputs; raises
+    :class:`MapItemsError` naming what was found instead."""
+    source, *keys = path.split(".")
+    value: Any = dependencies.get(source)
+    walked = source
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            raise MapItemsError(step, f"{path!r}: {walked!r} has no key {key!r}")
+        value, walked = value[key], f"{walked}.{key}"
+    if not isinstance(value, list):
+        raise MapItemsError(step, f"{path!r} is a {type(value).__name__}, not a list")
+    if len(value) > max_items:
+        raise MapItemsError(step, f"{path!r} has {len(value)} items, more than AGENTCHORD_MAP_MAX_ITEMS ({max_items})")
+    return value

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         description="Lease on a running step, renewed while its body runs: a copy of the step's task "
         "takes over at most this long after the process running it died.",
     )
+    map_max_items: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="A map step runs at most this many members; a longer list waits for an operator.",
+    )
     retry_max_attempts: int = Field(default=3, ge=1, description="Default body executions of a step before escalating.")
     retry_backoff_s: float = Field(default=1.0, ge=0, description="Default delay before the second attempt (doubles).")
     retry_backoff_max_s: float = Field(default=60.0, ge=0, description="Default cap of the retry backoff.")

@@ -26,6 +26,27 @@ def echo(ctx: StepContext) -> dict[str, Any]:
     return {"step": ctx.step, "saw": sorted(ctx.dependencies), "input_keys": sorted(ctx.input)}
 
 
+@agent("lister")
+def lister(ctx: StepContext) -> dict[str, Any]:
+    """A planner: the list to map over is the input's ``files`` (whatever it is)."""
+    return {"files": ctx.input.get("files"), "count": len(ctx.input.get("files") or [])}
+
+
+@agent("per_item")
+def per_item(ctx: StepContext) -> dict[str, Any]:
+    """One map member: reports its item and index; an item ``"bad"`` fails for good."""
+    if ctx.item == "bad":
+        raise ValueError(f"cannot review item {ctx.index}")
+    time.sleep(float(ctx.params.get("sleep_s", 0)))  # simulated work, on purpose
+    return {"item": ctx.item, "index": ctx.index}
+
+
+@agent("collector")
+def collector(ctx: StepContext) -> dict[str, Any]:
+    """After a map: returns the dependencies exactly as it saw them."""
+    return {"got": ctx.dependencies}
+
+
 @agent("inspector")
 def inspector(ctx: StepContext) -> dict[str, Any]:
     """Report the fields of each dependency's output it was given."""

@@ -40,6 +40,8 @@ SAMPLES: list[errors.AgentchordError] = [
     errors.RunNeedsAttentionError("r1", "needs_attention", "step 'a' failed"),
     errors.StepStateError("r1", "a", "retry", "succeeded"),
     errors.RerunNotAllowedError("r1", "it is running"),
+    errors.InvalidMapError("each", "its path 'x' must start with a step in its `after`"),
+    errors.MapItemsError("each", "'plan.files' is a str, not a list"),
     errors.TransientError("provider busy"),
     errors.PermanentError("bad input"),
     errors.TransientModelError("http://llm", "HTTP 429", 2.0),

@@ -30,6 +30,7 @@ from coordinator.engine.notify import TransientDeliveryError, deliver
 from coordinator.engine.watchdog import flag_unserved, sweep_stalled
 from proj.celery import app, current_settings
 from proj.messages import send_step
+from proj.plan import plan_for
 from proj.queues import (
     ADVANCE_TASK,
     ESCALATE_TO_APPROVAL_TASK,
@@ -104,9 +105,10 @@ def step_lost(run_id: str, step: str, error: str) -> str:
     escalate it."""
     registry = registry_for(current_settings())
     snapshot = registry.snapshot(run_id)
-    if step in snapshot.done or step not in snapshot.plan:
+    found = plan_for(snapshot.plan, step)
+    if step in snapshot.done or found is None:
         return "done"
-    plan = snapshot.plan[step]
+    plan = found
     attempts = int(registry.step_records(run_id).get(step, {}).get("body_runs", 0))
     if not registry.first_loss_report(run_id, step, attempts):
         return "already handled"  # Celery may call a task's errbacks more than once

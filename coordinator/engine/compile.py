@@ -40,8 +40,10 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], dict[str, An
             successors[dep][step.name] = tuple(step.after)
     # Inline: nothing in the workflow needs the coordinator's view of the whole run to decide
     # what runs next (gates, routers' branches, validator loops, failures handed to a human).
+    # A map's members are dispatched by the coordinator's dispatch too: how many there are is
+    # known only when the list arrives.
     inline = not any(
-        s.approval or s.when or s.validation or s.on_failure == "escalate_to_approval" for s in workflow.steps
+        s.approval or s.when or s.validation or s.map or s.on_failure == "escalate_to_approval" for s in workflow.steps
     )
     plans: dict[str, StepPlan] = {}
     for index, step in enumerate(workflow.steps):
@@ -80,6 +82,8 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], dict[str, An
             approval=GatePlan(**step.approval.model_dump(by_alias=True)) if step.approval else None,
             validation=validation,
             uses={dep: tuple(fields) for dep, fields in step.uses.items()} if step.uses else None,
+            map=step.map,
+            on_member_failure=step.on_member_failure,
         )
     return {name: plan.to_json() for name, plan in plans.items()}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from agents.runtime import set_dispatcher, steps_with_roles
 from coordinator.engine.checkpoints import park_gate
 from coordinator.engine.compile import is_gate, ready_steps, real_steps, skipped_steps
+from coordinator.engine.fanout import open_map
 from proj.messages import send_steps
 from proj.registry import ADMITTED, Registry
 from proj.tracing import within_run_trace
@@ -33,9 +34,13 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
     gates = [step for step in claimed if is_gate(snapshot.plan[step])]
     for gate in gates:
         park_gate(registry, registry.settings, run_id, gate, snapshot.plan)
+    maps = [step for step in claimed if snapshot.plan[step].map]
     with within_run_trace(snapshot.traceparent):
-        agents = [(step, snapshot.plan[step]) for step in claimed if step not in gates]
+        agents = [(step, snapshot.plan[step]) for step in claimed if step not in gates and step not in maps]
         send_steps(run_id, steps_with_roles(registry, run_id, agents), snapshot.plan_digest)
+        done_at_once = [open_map(registry, run_id, step, snapshot.plan[step], snapshot.plan_digest) for step in maps]
+    if any(done_at_once):
+        return claimed + dispatch_ready(registry, run_id)  # an empty map: what follows it is ready
     return claimed
 
 

@@ -8,8 +8,10 @@ from typing import Any
 
 from agents.runtime import steps_with_roles
 from coordinator.engine.dispatch import dispatch_admitted, dispatch_ready
+from coordinator.engine.fanout import open_map
 from proj.errors import RunNotFoundError, StepNotFoundError, StepStateError
 from proj.messages import send_steps
+from proj.plan import member_of, plan_for
 from proj.registry import ADMITTED, Registry
 
 
@@ -27,7 +29,7 @@ def require_step(registry: Registry, run_id: str, step: str | None = None) -> No
         raise RunNotFoundError(run_id)
     if step is not None:
         plan = registry.plan_of(run_id)
-        if step not in plan:
+        if plan_for(plan, step) is None:
             raise StepNotFoundError(run_id, step, list(plan))
 
 
@@ -37,8 +39,14 @@ def retry_step(registry: Registry, run_id: str, step: str, actor: str = "operato
     if not registry.operator_retry(run_id, step, actor):
         raise StepStateError(run_id, step, "retry", _state_of(registry, run_id, step))
     snapshot = registry.snapshot(run_id)
-    # A role removed by a deploy since the run started fails the step again, naming the role.
-    send_steps(run_id, steps_with_roles(registry, run_id, [(step, snapshot.plan[step])]), snapshot.plan_digest)
+    plan = plan_for(snapshot.plan, step)
+    assert plan is not None  # require_step checked it
+    if plan.map and member_of(step) is None:
+        # A map whose list was wrong: read it again and send the members.
+        open_map(registry, run_id, step, plan, snapshot.plan_digest)
+    else:
+        # A role removed by a deploy since the run started fails the step again, naming the role.
+        send_steps(run_id, steps_with_roles(registry, run_id, [(step, plan)]), snapshot.plan_digest)
     # Steps that became ready while the run waited for the operator (nothing claims in that
     # state) are dispatched now.
     dispatch_ready(registry, run_id)
@@ -47,10 +55,15 @@ def retry_step(registry: Registry, run_id: str, step: str, actor: str = "operato
 def skip_step(registry: Registry, run_id: str, step: str, output: Any, actor: str = "operator") -> None:
     """Give a failed step ``output`` as its result and dispatch what it unblocks."""
     require_step(registry, run_id, step)
-    plan = registry.plan_of(run_id).get(step)
+    plan = plan_for(registry.plan_of(run_id), step)
     joins = tuple(name for name, deps in plan.successors.items() if len(deps) > 1) if plan and plan.inline else ()
     if not registry.operator_skip(run_id, step, actor, json.dumps(output), joins):
         raise StepStateError(run_id, step, "skip", _state_of(registry, run_id, step))
+    member = member_of(step) if plan and plan.map else None
+    if member is not None:
+        # The output stands in for the member's result: count it towards the map's join.
+        members = registry.map_members(run_id, member[0]) or 0
+        registry.finish_member(run_id, step, member[0], "", members, {}, count_only=True)
     dispatch_ready(registry, run_id)
 
 

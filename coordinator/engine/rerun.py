@@ -4,7 +4,7 @@ Pure: no I/O. A step is reused (no model call) only when it is not ``from_step``
 every step it depends on is reused too, it succeeded in the original run, and the hash of what
 it would see now (agents/reuse.py: input, dependencies' outputs, params, role name, version and
 prompt) equals the hash recorded when it ran. Anything else runs again, and so does everything
-after it. Gates, routers and validated steps always run again (their outcome is a decision or a
+after it. Gates, routers, map steps and validated steps always run again (their outcome is a decision or a
 loop, not an output of what they saw).
 """
 
@@ -58,6 +58,7 @@ def reusable_outputs(
             or step.agent is None
             or step.branches is not None
             or step.validation is not None
+            or step.map is not None
             or step.is_check
             or record.get("state") != "succeeded"
             or name not in results

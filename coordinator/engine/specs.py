@@ -35,6 +35,7 @@ from proj.errors import (
     CycleError,
     DuplicateStepError,
     InvalidApprovalError,
+    InvalidMapError,
     SpecFileError,
     UnknownAgentError,
     UnknownDependencyError,
@@ -169,6 +170,19 @@ class Step(BaseModel):
         description="When the step will not be retried: wait for an operator (needs_attention), or ask a "
         "human through an approval (approve with `data` as the step's output, or reject the run).",
     )
+    map: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$",
+        description="Run one member of this step per element of the list at this path in a dependency's "
+        'output ("plan.files": the `files` of step `plan`, which must be in `after`). Each member sees its '
+        "element as ctx.item and its position as ctx.index; the steps after see the list of results, in "
+        "order. At most AGENTCHORD_MAP_MAX_ITEMS members; an empty list completes the step at once.",
+    )
+    on_member_failure: Literal["escalate", "fail", "continue"] = Field(
+        default="escalate",
+        description="A map member that will not be retried: wait for an operator (needs_attention), end the "
+        'run failed, or continue with {"error": ..., "failed": true} in its place in the list.',
+    )
 
     @model_validator(mode="after")
     def _agent_or_approval(self) -> Step:
@@ -177,6 +191,14 @@ class Step(BaseModel):
                 self.name, "a step needs exactly one of `agent` (a role) or `approval` (a human gate)"
             )
         return self
+
+
+def _check_map(step: Step) -> None:
+    source = (step.map or "").split(".", 1)[0]
+    if source not in step.after:
+        raise InvalidMapError(step.name, f"its path {step.map!r} must start with a step in its `after`")
+    if step.agent is None or step.validation is not None:
+        raise InvalidMapError(step.name, "only an agent step without a validator can be mapped")
 
 
 class Workflow(BaseModel):
@@ -225,6 +247,8 @@ class Workflow(BaseModel):
                     )
                 if not fields:
                     raise WorkflowSpecError(f"step {step.name!r} `uses` no field of {dependency!r}: name some")
+            if step.map is not None:
+                _check_map(step)
             for router in step.when or {}:
                 if router not in step.after:
                     raise WorkflowSpecError(

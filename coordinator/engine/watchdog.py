@@ -13,6 +13,7 @@ import logging
 
 from coordinator.engine.compile import is_gate
 from coordinator.engine.dispatch import dispatch_admitted, dispatch_ready
+from coordinator.engine.fanout import open_map
 from proj.messages import send_step
 from proj.registry import Registry
 
@@ -42,7 +43,11 @@ def redrive(registry: Registry, run_id: str) -> list[str]:
         and registry.claim_holder(run_id, step) is None
     ]
     for step in orphans:
-        send_step(run_id, step, snapshot.plan[step], snapshot.plan_digest)
+        if snapshot.plan[step].map:
+            # A map re-sends its members that have no result and no live holder.
+            open_map(registry, run_id, step, snapshot.plan[step], snapshot.plan_digest)
+        else:
+            send_step(run_id, step, snapshot.plan[step], snapshot.plan_digest)
         registry.add_event(run_id, "step_redriven", step=step)
     dispatch_ready(registry, run_id)
     registry.touch_active(run_id)

@@ -93,6 +93,8 @@ class Run:
                 body_runs=int(records.get(name, {}).get("body_runs", 0)),
                 agent_version=records.get(name, {}).get("agent_version"),
                 reused_from=records.get(name, {}).get("reused_from"),
+                members=int(records[name]["members"]) if "members" in records.get(name, {}) else None,
+                members_done=int(records.get(name, {}).get("members_done", 0)),
             )
             for name, step in plan.items()
         }

@@ -14,6 +14,8 @@ class StepStatus(BaseModel):
     error: str | None = None
     body_runs: int = 0
     agent_version: str | None = Field(default=None, description="The version of the role that ran the step.")
+    members: int | None = Field(default=None, description="A map step: how many members its list gave.")
+    members_done: int = Field(default=0, description="A map step: members with a result so far.")
     reused_from: str | None = Field(
         default=None, description="A rerun's step not run again: the run whose stored output it reused."
     )

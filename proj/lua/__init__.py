@@ -49,6 +49,8 @@ DECIDE = load("decide")
 HOLD_CANDIDATE = load("hold_candidate")
 PROMOTE = load("promote")
 NEXT_ROUND = load("next_round")
+OPEN_MAP = load("open_map")
+FINISH_MEMBER = load("finish_member")
 # Touches one key only, so it has no prelude (which names the run's keys).
 EXTEND_LEASE = _read("extend_lease")
 EMIT = _read("emit")  # the run's progress stream and its record only: no prelude either
@@ -69,6 +71,8 @@ SCRIPTS = {
     "hold_candidate": HOLD_CANDIDATE,
     "promote": PROMOTE,
     "next_round": NEXT_ROUND,
+    "open_map": OPEN_MAP,
+    "finish_member": FINISH_MEMBER,
     "extend_lease": EXTEND_LEASE,
     "emit": EMIT,
     "budget": BUDGET,

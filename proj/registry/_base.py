@@ -42,6 +42,8 @@ class RegistryBase:
         self._hold_candidate = client.register_script(lua.HOLD_CANDIDATE)
         self._promote = client.register_script(lua.PROMOTE)
         self._next_round = client.register_script(lua.NEXT_ROUND)
+        self._open_map = client.register_script(lua.OPEN_MAP)
+        self._finish_member = client.register_script(lua.FINISH_MEMBER)
 
     def run_keys(self, run_id: str) -> RunKeys:
         return self.keys.run(run_id)

@@ -90,6 +90,36 @@ class StepsMixin(RegistryBase):
         claimed = tuple((str(name), plans[name]) for name in reply[2:])
         return FinishOutcome(bool(reply[0]), bool(reply[1]), claimed, reply[1] == ADMITTED)
 
+    def open_map(self, run_id: str, step: str, members: int) -> bool:
+        """Record that map ``step`` has ``members`` members (an empty map is done at once);
+        False when it was opened before (a re-drive: send only the members still missing)."""
+        return bool(self._open_map(keys=self._base(run_id), args=[step, members]))
+
+    def finish_member(
+        self,
+        run_id: str,
+        member: str,
+        step: str,
+        result_json: str,
+        members: int,
+        metadata: dict[str, Any],
+        *,
+        count_only: bool = False,
+    ) -> tuple[bool, bool]:
+        """Store map member ``member`` of ``step`` and count it; (stored, joined): joined when it
+        was the last member, and the map step now has its list of results. ``count_only``: an
+        operator's skip stored the member's output already; only count it."""
+        args: list[Any] = [member, step, result_json, members, "count" if count_only else "store", len(metadata)]
+        for name, value in metadata.items():
+            args += [name, value]
+        reply = self._finish_member(keys=[*self._base(run_id), self.run_keys(run_id).claim(member)], args=args)
+        return bool(reply[0]), bool(reply[1])
+
+    def map_members(self, run_id: str, step: str) -> int | None:
+        """How many members map ``step`` has; None before its list arrived."""
+        value = self.client.hget(self.run_keys(run_id).steps, f"{step}.members")
+        return None if value is None else int(value)
+
     def steps_in_state(self, run_id: str, steps: list[str], state: str) -> list[str]:
         """Those of ``steps`` whose state is ``state`` now (one HMGET)."""
         if not steps:
