@@ -19,6 +19,12 @@ def instant(ctx: StepContext) -> dict[str, Any]:
     return {}
 
 
+@agent("fan_planner")
+def fan_planner(ctx: StepContext) -> dict[str, Any]:
+    """The list a map fans out over: ``params.n`` items."""
+    return {"items": list(range(int(ctx.params.get("n", 0))))}
+
+
 @app.task(name="bench.noop")  # type: ignore[untyped-decorator]
 def noop(*_args: Any, **_kwargs: Any) -> None:
     """A plain Celery task that does nothing."""
@@ -43,3 +49,15 @@ INSTANT_DIAMOND = Workflow(
         Step(name="merge", agent="instant", after=["tests", "docs"]),
     ],
 )
+
+
+def fan_out(n: int) -> Workflow:
+    """plan -> one instant member per item (a map of ``n``) -> join: agentchord's side of a chord."""
+    return Workflow(
+        name=f"fan_out_{n}",
+        steps=[
+            Step(name="plan", agent="fan_planner", params={"n": n}),
+            Step(name="each", agent="instant", after=["plan"], map="plan.items"),
+            Step(name="join", agent="instant", after=["each"]),
+        ],
+    )
