@@ -485,9 +485,22 @@ def over_budget(
 
 
 def dispatch_admitted(registry: Registry) -> None:
-    """Dispatch the runs that ending a run here admitted from the admission queues."""
+    """Dispatch the runs that ending a run here admitted from the admission queues, and settle
+    the parent steps of child runs that ended here (the coordinator's dispatch does both, when
+    this process imported it; else the admitted runs are dispatched and the watchdog settles)."""
+    _admitted_dispatchers[0](registry)
+
+
+def _dispatch_admitted_runs(registry: Registry) -> None:
     for admitted in registry.take_admitted():
         dispatch(registry, admitted)
+
+
+_admitted_dispatchers: list[Callable[[Registry], Any]] = [_dispatch_admitted_runs]
+
+
+def set_admitted_dispatcher(dispatcher: Callable[[Registry], Any]) -> None:
+    _admitted_dispatchers[0] = dispatcher
 
 
 class LeaseKeeper:

@@ -11,6 +11,7 @@ from coordinator.engine.specs import (
     builtin_workflows,
     load_workflow,
     parse_workflow,
+    register_workflow,
     resolve_workflow,
 )
 from coordinator.interfaces.runner import Run, get_run, list_runs, rerun, start
@@ -40,6 +41,7 @@ __all__ = [
     "load_workflow",
     "parse_workflow",
     "pending_approvals",
+    "register_workflow",
     "rerun",
     "resolve_workflow",
     "resume",

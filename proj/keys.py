@@ -164,6 +164,11 @@ class Keys:
         return f"{self.prefix}:admission:admitted"
 
     @property
+    def children_ended(self) -> str:
+        """List: child runs that ended, whose parent step waits to be settled by whoever ended them."""
+        return f"{self.prefix}:admission:children_ended"
+
+    @property
     def runs_index(self) -> str:
         """Sorted set: run id scored by its start time, for listing."""
         return f"{self.prefix}:runs"

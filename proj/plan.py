@@ -74,6 +74,11 @@ class StepPlan(_Frozen):
     # dependency's output; members are steps named "<step>[<i>]" (see member_name).
     map: str | None = None
     on_member_failure: str = "escalate"  # escalate | fail | continue
+    # A child step: the workflow it runs (its spec, resolved when the parent started, so every
+    # process can start it and a later deploy does not change it) and where its input comes from.
+    workflow: str | None = None
+    child_spec: str | None = None
+    input_from: str | None = None
 
     @property
     def is_gate(self) -> bool:

@@ -35,6 +35,7 @@ RERUN_TASK = "coordinator.rerun_step"  # a validator gate: the generator's next 
 NOTIFY_TASK = "coordinator.notify_approval"  # one signed outbound notification
 SWEEP_DEADLINES_TASK = "coordinator.sweep_deadlines"  # beat: approvals past their deadline
 WATCHDOG_TASK = "coordinator.watchdog"  # beat: re-drive stalled runs
+START_CHILD_TASK = "coordinator.start_child"  # a child step, claimed in a process that cannot start runs
 COORDINATOR_TASKS = (
     ADVANCE_TASK,
     STEP_FAILED_TASK,
@@ -44,6 +45,7 @@ COORDINATOR_TASKS = (
     NOTIFY_TASK,
     SWEEP_DEADLINES_TASK,
     WATCHDOG_TASK,
+    START_CHILD_TASK,
 )
 # Coordinator tasks that get a queue of their own: outbound HTTP must never delay a handoff.
 _OWN_QUEUE = {NOTIFY_TASK: NOTIFICATIONS_QUEUE}

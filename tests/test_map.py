@@ -13,7 +13,7 @@ from proj.registry import registry_for
 from proj.settings import Settings
 from tests.conftest import wait_for
 
-pytestmark = pytest.mark.usefixtures("worker")
+pytestmark = pytest.mark.usefixtures("worker", "client")
 
 
 def mapped(on_member_failure: str = "escalate", path: str = "plan.files", **params: Any) -> Workflow:

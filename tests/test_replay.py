@@ -16,7 +16,7 @@ from proj.settings import Settings
 from tests.conftest import wait_for
 from tests.test_cli import agentchord
 
-pytestmark = pytest.mark.usefixtures("worker")
+pytestmark = pytest.mark.usefixtures("worker", "client")
 
 
 def broken(name: str, fix: Path) -> Workflow:

@@ -20,7 +20,7 @@ from tests.test_approvals import bearer
 from tests.test_cli import agentchord
 
 DIFF = "--- a/app.py\n+++ b/app.py\n@@ -1 +1,2 @@\n x = 1\n+y = eval(input())\n"
-pytestmark = pytest.mark.usefixtures("worker")
+pytestmark = pytest.mark.usefixtures("worker", "client")
 
 
 @pytest.fixture

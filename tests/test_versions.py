@@ -58,7 +58,7 @@ def approve_over_http(api: ApiProcess, run: Run) -> None:
     assert answer.status_code == 200, answer.text
 
 
-@pytest.mark.usefixtures("worker")
+@pytest.mark.usefixtures("worker", "client")
 def test_parked_runs_finish_under_the_plan_they_started_with(
     tmp_path: Path, settings: Settings, api_v2: ApiProcess
 ) -> None:

@@ -25,6 +25,7 @@ import agents
 from agents.runtime import give_up
 from coordinator.engine.approvals import sweep_deadlines
 from coordinator.engine.checkpoints import ApprovalId, park_budget, park_failure
+from coordinator.engine.children import start_child
 from coordinator.engine.dispatch import dispatch_ready
 from coordinator.engine.notify import TransientDeliveryError, deliver
 from coordinator.engine.watchdog import flag_unserved, sweep_stalled
@@ -36,6 +37,7 @@ from proj.queues import (
     ESCALATE_TO_APPROVAL_TASK,
     NOTIFY_TASK,
     RERUN_TASK,
+    START_CHILD_TASK,
     STEP_FAILED_TASK,
     SWEEP_DEADLINES_TASK,
     VALIDATE_TASK,
@@ -121,6 +123,12 @@ def step_lost(run_id: str, step: str, error: str) -> str:
     registry.release_claim(run_id, step)
     give_up(registry, run_id, step, "*", f"gave up after {attempts} attempt(s): {error}", "", attempts, plan)
     return "escalated"
+
+
+@app.task(name=START_CHILD_TASK, ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
+def start_child_task(run_id: str, step: str) -> str | None:
+    """Start the child run of a claimed child step (sent by a process that cannot start runs)."""
+    return start_child(registry_for(current_settings()), run_id, step)
 
 
 @app.task(name=ESCALATE_TO_APPROVAL_TASK, ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]

@@ -25,9 +25,14 @@ from proj.policy import RetryPolicy
 from proj.queues import agent_task_name
 
 
-def step_plans(workflow: Workflow, defaults: Callable[[str | None], dict[str, Any]] | None = None) -> dict[str, str]:
+def step_plans(
+    workflow: Workflow,
+    defaults: Callable[[str | None], dict[str, Any]] | None = None,
+    children: dict[str, str] | None = None,
+) -> dict[str, str]:
     """Each step's plan (:class:`proj.plan.StepPlan`) as JSON, stored once per workflow version.
 
+    ``children``: the spec JSON of each child workflow, by name (``specs.child_specs``).
     ``defaults(agent)`` gives the role's (else the settings') retry policy and time limits; a
     step's own values win. Resolving them here, once, means every worker applies the same ones.
     """
@@ -43,7 +48,8 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], dict[str, An
     # A map's members are dispatched by the coordinator's dispatch too: how many there are is
     # known only when the list arrives.
     inline = not any(
-        s.approval or s.when or s.validation or s.map or s.on_failure == "escalate_to_approval" for s in workflow.steps
+        s.approval or s.when or s.validation or s.map or s.workflow or s.on_failure == "escalate_to_approval"
+        for s in workflow.steps
     )
     plans: dict[str, StepPlan] = {}
     for index, step in enumerate(workflow.steps):
@@ -84,6 +90,9 @@ def step_plans(workflow: Workflow, defaults: Callable[[str | None], dict[str, An
             uses={dep: tuple(fields) for dep, fields in step.uses.items()} if step.uses else None,
             map=step.map,
             on_member_failure=step.on_member_failure,
+            workflow=step.workflow,
+            child_spec=(children or {}).get(step.workflow) if step.workflow else None,
+            input_from=step.input_from,
         )
     return {name: plan.to_json() for name, plan in plans.items()}
 

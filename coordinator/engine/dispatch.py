@@ -10,11 +10,16 @@ dispatch exactly once, atomically, in the registry.
 
 from __future__ import annotations
 
-from agents.runtime import set_dispatcher, steps_with_roles
+from collections.abc import Callable
+from typing import Any
+
+from agents.runtime import set_admitted_dispatcher, set_dispatcher, steps_with_roles
 from coordinator.engine.checkpoints import park_gate
 from coordinator.engine.compile import is_gate, ready_steps, real_steps, skipped_steps
 from coordinator.engine.fanout import open_map
+from proj.celery import app
 from proj.messages import send_steps
+from proj.queues import START_CHILD_TASK
 from proj.registry import ADMITTED, Registry
 from proj.tracing import within_run_trace
 
@@ -35,8 +40,12 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
     for gate in gates:
         park_gate(registry, registry.settings, run_id, gate, snapshot.plan)
     maps = [step for step in claimed if snapshot.plan[step].map]
+    children = [step for step in claimed if snapshot.plan[step].workflow]
     with within_run_trace(snapshot.traceparent):
-        agents = [(step, snapshot.plan[step]) for step in claimed if step not in gates and step not in maps]
+        for step in children:
+            _children[0](registry, run_id, step)
+        others = {*gates, *maps, *children}
+        agents = [(step, snapshot.plan[step]) for step in claimed if step not in others]
         send_steps(run_id, steps_with_roles(registry, run_id, agents), snapshot.plan_digest)
         done_at_once = [open_map(registry, run_id, step, snapshot.plan[step], snapshot.plan_digest) for step in maps]
     if any(done_at_once):
@@ -46,13 +55,37 @@ def dispatch_ready(registry: Registry, run_id: str) -> list[str]:
 
 def dispatch_admitted(registry: Registry) -> list[str]:
     """Dispatch the runs admitted from admission queues (by this process ending a run, or by one
-    that died before dispatching them); returns their ids."""
+    that died before dispatching them), and settle the parent steps of child runs that ended;
+    returns the admitted runs' ids."""
     admitted = registry.take_admitted()
     for run_id in admitted:
         dispatch_ready(registry, run_id)
+    for child in registry.take_ended_children():
+        _settlers[0](registry, child)
     return admitted
+
+
+def _start_child_by_message(_registry: Registry, run_id: str, step: str) -> None:
+    app.send_task(START_CHILD_TASK, kwargs={"run_id": run_id, "step": step}, task_id=f"{run_id}.{step}.child")
+
+
+def _settle_later(registry: Registry, child: str) -> None:
+    # This process cannot settle it (coordinator.engine.children is not loaded): put it back for
+    # the next sweep of the watchdog, which runs in a worker that can.
+    registry.client.rpush(registry.keys.children_ended, child)
+
+
+# How a claimed child step starts its run and how an ended child settles its parent's step:
+# coordinator.engine.children installs both when imported (workers, the API, the Python API do).
+_children: list[Callable[[Registry, str, str], Any]] = [_start_child_by_message]
+_settlers: list[Callable[[Registry, str], Any]] = [_settle_later]
+
+
+def set_children(start: Callable[[Registry, str, str], Any], settle: Callable[[Registry, str], Any]) -> None:
+    _children[0], _settlers[0] = start, settle
 
 
 # Every process that imports the coordinator (every worker does) dispatches non-inline
 # workflows in-process after storing a step's result, with no coordinator.advance hop.
 set_dispatcher(dispatch_ready)
+set_admitted_dispatcher(dispatch_admitted)

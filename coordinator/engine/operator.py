@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from agents.runtime import steps_with_roles
+from coordinator.engine.children import start_child
 from coordinator.engine.dispatch import dispatch_admitted, dispatch_ready
 from coordinator.engine.fanout import open_map
 from proj.errors import RunNotFoundError, StepNotFoundError, StepStateError
@@ -41,7 +42,11 @@ def retry_step(registry: Registry, run_id: str, step: str, actor: str = "operato
     snapshot = registry.snapshot(run_id)
     plan = plan_for(snapshot.plan, step)
     assert plan is not None  # require_step checked it
-    if plan.map and member_of(step) is None:
+    if plan.workflow:
+        # A fresh child run: the failed one stays as it ended.
+        registry.client.hincrby(registry.run_keys(run_id).steps, f"{step}.child_attempt", 1)
+        start_child(registry, run_id, step)
+    elif plan.map and member_of(step) is None:
         # A map whose list was wrong: read it again and send the members.
         open_map(registry, run_id, step, plan, snapshot.plan_digest)
     else:

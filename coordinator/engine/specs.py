@@ -184,12 +184,31 @@ class Step(BaseModel):
         'run failed, or continue with {"error": ..., "failed": true} in its place in the list.',
     )
 
+    workflow: str | None = Field(
+        default=None,
+        pattern=_NAME,
+        description="Run a whole workflow as this step (a child run): a built-in or registered workflow's name "
+        "(coordinator.register_workflow). Its result is the child's results, {step: output}.",
+    )
+    input_from: str | None = Field(
+        default=None,
+        pattern=_NAME,
+        description="A child workflow's input: this dependency's output (an object); default: the run's input.",
+    )
+
     @model_validator(mode="after")
     def _agent_or_approval(self) -> Step:
-        if (self.agent is None) == (self.approval is None):
+        if sum(x is not None for x in (self.agent, self.approval, self.workflow)) != 1:
             raise InvalidApprovalError(
-                self.name, "a step needs exactly one of `agent` (a role) or `approval` (a human gate)"
+                self.name,
+                "a step needs exactly one of `agent` (a role), `approval` (a human gate) or `workflow` (a child run)",
             )
+        if self.input_from is not None and (self.workflow is None or self.input_from not in self.after):
+            raise WorkflowSpecError(
+                f"step {self.name!r}: `input_from` is for a `workflow` step, and must be in `after`"
+            )
+        if self.workflow is not None and (self.map or self.validation or self.when):
+            raise WorkflowSpecError(f"step {self.name!r}: a `workflow` step cannot be mapped, validated or routed")
         return self
 
 
@@ -368,6 +387,47 @@ def builtin_workflow(name: str) -> Workflow:
         raise UnknownWorkflowError(name, known)
     resource = resources.files("coordinator.workflows") / f"{name}.yaml"
     return parse_workflow(yaml.safe_load(resource.read_text(encoding="utf-8")), f"built-in {name}")
+
+
+# Workflows a program registered by name, for child steps (``Step(workflow=...)``).
+_REGISTERED: dict[str, Workflow] = {}
+
+
+def register_workflow(workflow: Workflow) -> Workflow:
+    """Make ``workflow`` usable as a child step by its name, in this process (the process that
+    starts the parent run: the child's spec is stored in the parent's plan)."""
+    _REGISTERED[workflow.name] = workflow
+    return workflow
+
+
+def child_workflow(name: str) -> Workflow:
+    """A registered workflow by name, else a built-in; :class:`UnknownWorkflowError` otherwise."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    try:
+        return builtin_workflow(name)
+    except UnknownWorkflowError:
+        raise UnknownWorkflowError(name, sorted({*builtin_workflows(), *_REGISTERED})) from None
+
+
+def child_specs(workflow: Workflow) -> dict[str, str]:
+    """Every workflow a run of ``workflow`` can start as a child (its children's too), as spec
+    JSON by name; raises :class:`WorkflowSpecError` when child workflows form a cycle."""
+    found: dict[str, str] = {}
+
+    def visit(current: Workflow, path: list[str]) -> None:
+        for step in current.steps:
+            if step.workflow is None:
+                continue
+            if step.workflow in path:
+                cycle = " -> ".join([*path[path.index(step.workflow) :], step.workflow])
+                raise WorkflowSpecError(f"child workflows form a cycle: {cycle}")
+            child = child_workflow(step.workflow)
+            found[step.workflow] = child.to_json()
+            visit(child, [*path, step.workflow])
+
+    visit(workflow, [workflow.name])
+    return found
 
 
 def resolve_workflow(name_or_path: str) -> Workflow:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from coordinator.engine.children import start_child
 from coordinator.engine.compile import is_gate
 from coordinator.engine.dispatch import dispatch_admitted, dispatch_ready
 from coordinator.engine.fanout import open_map
@@ -43,7 +44,9 @@ def redrive(registry: Registry, run_id: str) -> list[str]:
         and registry.claim_holder(run_id, step) is None
     ]
     for step in orphans:
-        if snapshot.plan[step].map:
+        if snapshot.plan[step].workflow:
+            start_child(registry, run_id, step)  # finds the child (same key); settles it if it ended
+        elif snapshot.plan[step].map:
             # A map re-sends its members that have no result and no live holder.
             open_map(registry, run_id, step, snapshot.plan[step], snapshot.plan_digest)
         else:

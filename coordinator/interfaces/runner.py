@@ -8,33 +8,29 @@ get_run(run.id).status().state      # "succeeded"
 
 from __future__ import annotations
 
-import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any, Literal, overload
 
 from pydantic import ValidationError
 
-import agents
 from agents.handoff import HandoffRecord
 from coordinator.engine.approvals import Decision, resume
 from coordinator.engine.checkpoints import ApprovalView, approval_id, get_approval
-from coordinator.engine.compile import plan_digest, skipped_steps, step_plans
-from coordinator.engine.dispatch import dispatch_admitted, dispatch_ready
+from coordinator.engine.children import child_runs
+from coordinator.engine.compile import skipped_steps
+from coordinator.engine.dispatch import dispatch_admitted
+from coordinator.engine.launch import launch
 from coordinator.engine.operator import abort_run, retry_step, skip_step
-from coordinator.engine.rerun import reusable_outputs, reused_dependencies
 from coordinator.engine.specs import Step, Workflow, resolve_workflow
 from coordinator.observation.live import follow_events
 from coordinator.observation.status import RunStatus, StepStatus
 from coordinator.observation.timing import RunTimings, compute_timings
-from proj.admission import DEFAULT_TENANT, admission_for
+from proj.admission import DEFAULT_TENANT
 from proj.budget import Budget, BudgetSpend
 from proj.celery import app, current_settings
 from proj.errors import (
     ApprovalNotFoundError,
-    IdempotencyConflictError,
-    InvalidInputError,
     InvalidStartOptionError,
     RerunNotAllowedError,
     RunFailedError,
@@ -43,11 +39,10 @@ from proj.errors import (
     RunTimeoutError,
     StepNotFoundError,
 )
-from proj.messages import send_steps, step_task_id
+from proj.messages import step_task_id
 from proj.plan import RunPlan
 from proj.registry import ADMITTED, TERMINAL_STATES, Event, Registry, registry_for
-from proj.settings import Settings, check_time_limit
-from proj.tracing import current_traceparent, setup_tracing, span
+from proj.settings import Settings
 
 
 class Run:
@@ -87,12 +82,13 @@ class Run:
         steps = {
             name: StepStatus(
                 state="skipped" if name in skipped else records.get(name, {}).get("state", "pending"),
-                agent=step.agent or "(approval)",
+                agent=step.agent or (f"(workflow {step.workflow})" if step.workflow else "(approval)"),
                 worker=records.get(name, {}).get("worker"),
                 error=records.get(name, {}).get("error"),
                 body_runs=int(records.get(name, {}).get("body_runs", 0)),
                 agent_version=records.get(name, {}).get("agent_version"),
                 reused_from=records.get(name, {}).get("reused_from"),
+                child_run=records.get(name, {}).get("child_run"),
                 members=int(records[name]["members"]) if "members" in records.get(name, {}) else None,
                 members_done=int(records.get(name, {}).get("members_done", 0)),
             )
@@ -109,6 +105,8 @@ class Run:
             tenant=record.get("tenant") or DEFAULT_TENANT,
             budget=self._registry.spend(self.id) if record.get("budget") else None,
             workflow_version=self._registry.workflow_version(snapshot.plan_digest),
+            parent_run=record.get("parent_run"),
+            parent_step=record.get("parent_step"),
             rerun_of=record.get("rerun_of"),
             rerun_from=record.get("rerun_from"),
         )
@@ -210,6 +208,8 @@ class Run:
         ]
         if pending:
             app.control.revoke(pending)
+        for child in child_runs(self._registry, self.id):
+            Run(child, self._registry).cancel()  # cancelling the parent cancels its children
         return True
 
     @overload
@@ -264,7 +264,17 @@ def start(
     """
     settings = settings or current_settings()
     wf = resolve_workflow(workflow) if isinstance(workflow, str) else workflow
-    return _launch(wf, input, idempotency_key, collapse, allow_different_input, budget, tenant, settings)
+    run_id = launch(
+        wf,
+        input,
+        idempotency_key=idempotency_key,
+        collapse=collapse,
+        allow_different_input=allow_different_input,
+        budget=budget,
+        tenant=tenant,
+        settings=settings,
+    )
+    return Run(run_id, _registry(settings))
 
 
 def rerun(
@@ -308,7 +318,8 @@ def rerun(
     budget = Budget.model_validate_json(record["budget"]) if record.get("budget") else None
     new_input = json.loads(record.get("input") or "{}") if input is None else input
     tenant = tenant or record.get("tenant")
-    return _launch(wf, new_input, None, False, False, budget, tenant, settings, (run_id, from_step))
+    new_id = launch(wf, new_input, budget=budget, tenant=tenant, settings=settings, rerun_of=(run_id, from_step))
+    return Run(new_id, registry)
 
 
 def _with_params(workflow: Workflow, params: dict[str, dict[str, Any]] | None) -> Workflow:
@@ -332,121 +343,6 @@ def _with_params(workflow: Workflow, params: dict[str, dict[str, Any]] | None) -
         )
     except ValidationError as exc:
         raise InvalidStartOptionError("params", exc.errors()[0]["msg"]) from None
-
-
-def _launch(
-    wf: Workflow,
-    input: dict[str, Any] | None,
-    idempotency_key: str | None,
-    collapse: bool,
-    allow_different_input: bool,
-    budget: Budget | dict[str, Any] | None,
-    tenant: str | None,
-    settings: Settings,
-    rerun_of: tuple[str, str] | None = None,
-) -> Run:
-    """Create a run of ``wf`` and dispatch its first steps; ``rerun_of`` (run id, step): a
-    rerun, which first stores the outputs it reuses from that run."""
-    agents.load_agent_modules(settings.agent_modules)
-    wf.check_agents(agents.known_roles())
-    wf.check_uses(agents.output_fields)
-    run_budget = _budget(budget) or wf.budget or settings.default_budget
-    admission = admission_for(settings, tenant, wf.name)
-    if collapse:
-        wf = collapsed_workflow(wf)
-    input_json = _input_json(input)
-    registry = _registry(settings)
-    run_id = uuid.uuid4().hex[:20]
-    plans = step_plans(wf, agents.role_defaults)
-    for step, raw in plans.items():
-        limit = json.loads(raw).get("time_limit_s")
-        if limit:
-            check_time_limit(limit, settings, f"the time limit of step {step!r}")
-    traced = setup_tracing(settings)
-    with span(f"agentchord.run {wf.name}", **{"agentchord.workflow": wf.name, "agentchord.run_id": run_id}):
-        handoff = HandoffRecord.for_input(input or {}).model_dump_json() if wf.handoff else ""
-        spec_json = wf.to_json()
-        digest = plan_digest(plans, spec_json)
-        registry.store_plan(digest, plans, spec_json)
-        parsed = registry.plan_by_digest(digest)
-        # An inline workflow's first steps are claimed by the script that creates the run (a
-        # rerun's by the dispatch after its reused outputs are stored).
-        first = () if rerun_of else tuple(step for step, plan in parsed.items() if plan.inline and not plan.after)
-        fingerprint = hashlib.sha256(f"{digest} {input_json}".encode()).hexdigest()[:20]
-        budget_json = run_budget.model_dump_json(exclude_none=True) if run_budget else ""
-        created, run_id, claimed = registry.create_run(
-            run_id, wf.name, fingerprint, input_json, digest, idempotency_key, handoff, first, budget_json, admission
-        )
-        if not created and claimed and claimed[0] not in ("", fingerprint) and not allow_different_input:
-            raise IdempotencyConflictError(str(idempotency_key), run_id)
-        if created and rerun_of:
-            _seed_rerun(registry, run_id, rerun_of, parsed, json.loads(input_json), wf.handoff)
-        if created and claimed == ["*queued"]:
-            # Over its admission limits: it waits; whoever ends a run admits and dispatches it.
-            return Run(run_id, registry)
-        if not created:
-            claimed = []
-        if created and traced:
-            registry.client.hset(registry.run_keys(run_id).run, "traceparent", current_traceparent())
-        if claimed:
-            send_steps(run_id, ((step, parsed[step]) for step in claimed), digest)
-        else:
-            # Also on a repeated key: re-dispatching is idempotent and heals a start that
-            # crashed between creating the run and sending its first tasks.
-            dispatch_ready(registry, run_id)
-    return Run(run_id, registry)
-
-
-def _seed_rerun(
-    registry: Registry, run_id: str, rerun_of: tuple[str, str], plan: RunPlan, input: dict[str, Any], handoff: bool
-) -> None:
-    original, from_step = rerun_of
-    reused = reusable_outputs(
-        plan,
-        from_step,
-        registry.step_records(original),
-        registry.raw_results(original),
-        input,
-        agents.get_role,
-        keeps_handoff=handoff,
-    )
-    registry.seed_reused(run_id, original, from_step, reused, reused_dependencies(plan, reused))
-
-
-def collapsed_workflow(workflow: Workflow) -> Workflow:
-    """``workflow`` as one step of the ``collapsed`` role (gates cannot be collapsed)."""
-    steps = [
-        {"name": s.name, "agent": s.agent, "after": s.after, "params": s.params} for s in workflow.steps if s.agent
-    ]
-    return Workflow(
-        name=f"{workflow.name}__collapsed",
-        description=f"{workflow.name} as a single model call",
-        steps=[Step(name="all", agent="collapsed", params={"steps": steps})],
-    )
-
-
-def _budget(value: Budget | dict[str, Any] | None) -> Budget | None:
-    """A start's budget, checked before anything is created."""
-    if value is None or isinstance(value, Budget):
-        return value
-    if not isinstance(value, dict):
-        raise InvalidStartOptionError("budget", f"expected a Budget or a dict, got {type(value).__name__}")
-    try:
-        return Budget.model_validate(value)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'budget'}: {e['msg']}" for e in exc.errors())
-        raise InvalidStartOptionError("budget", problems) from None
-
-
-def _input_json(value: dict[str, Any] | None) -> str:
-    if value is None:
-        return "{}"
-    if not isinstance(value, dict):
-        raise InvalidInputError(f"expected a JSON object (dict), got {type(value).__name__}")
-    try:
-        return json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"it is not JSON-serializable ({exc})") from None
 
 
 def get_run(run_id: str, *, settings: Settings | None = None) -> Run:

@@ -14,6 +14,7 @@ class StepStatus(BaseModel):
     error: str | None = None
     body_runs: int = 0
     agent_version: str | None = Field(default=None, description="The version of the role that ran the step.")
+    child_run: str | None = Field(default=None, description="A workflow step: the child run it started.")
     members: int | None = Field(default=None, description="A map step: how many members its list gave.")
     members_done: int = Field(default=0, description="A map step: members with a result so far.")
     reused_from: str | None = Field(
@@ -35,5 +36,7 @@ class RunStatus(BaseModel):
         default="",
         description="The workflow version the run started with (its declared version, else its plan's digest).",
     )
+    parent_run: str | None = Field(default=None, description="A child run: the run whose step started it.")
+    parent_step: str | None = Field(default=None, description="A child run: that step.")
     rerun_of: str | None = Field(default=None, description="A rerun: the run it reran.")
     rerun_from: str | None = Field(default=None, description="A rerun: the step it ran again from.")

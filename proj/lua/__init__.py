@@ -55,6 +55,7 @@ FINISH_MEMBER = load("finish_member")
 EXTEND_LEASE = _read("extend_lease")
 EMIT = _read("emit")  # the run's progress stream and its record only: no prelude either
 BUDGET = _read("budget")  # the run's record, event log and the metrics hash: no prelude
+LINK_CHILD = _read("link_child")  # the parent's steps hash only: no prelude
 
 SCRIPTS = {
     "start": START,
@@ -76,4 +77,5 @@ SCRIPTS = {
     "extend_lease": EXTEND_LEASE,
     "emit": EMIT,
     "budget": BUDGET,
+    "link_child": LINK_CHILD,
 }

@@ -121,7 +121,8 @@ end
 -- no approvals (inline workflows have no gates, routers, validators or escalations to a human)
 -- and no steps waiting for an operator (every step has a result), so those keys do not exist.
 local function finish_run(state, err, ttl, idem_ttl, at, inline)
-  local head = redis.call('HMGET', run, 'state', 'id', 'idempotency_key_ref', 'progress', 'admitted', 'lane')
+  local head = redis.call('HMGET', run, 'state', 'id', 'idempotency_key_ref', 'progress', 'admitted', 'lane',
+    'parent_run')
   local queued = head[1] == 'queued'  -- cancelled before it was admitted
   if not is_active(head[1]) and not queued then return 0 end
   local run_id = head[2]
@@ -156,9 +157,15 @@ local function finish_run(state, err, ttl, idem_ttl, at, inline)
   for i = 1, durable do redis.call('EXPIRE', KEYS[i], ttl) end
   if head[3] and head[3] ~= '' then redis.call('EXPIRE', head[3], idem_ttl) end
   if head[4] then redis.call('EXPIRE', run .. ':progress', ttl) end  -- it reported progress (emit.lua)
-  -- 2: runs were admitted into the slot this one freed (the caller dispatches them).
-  if head[5] == '1' and release(at) > 0 then return 2 end
-  return 1
+  -- 2: runs were admitted into the slot this one freed, or this was a child run whose parent's
+  -- step now has an outcome: the caller dispatches them (coordinator.engine.dispatch_admitted).
+  local code = 1
+  if head[5] == '1' and release(at) > 0 then code = 2 end
+  if head[7] and head[7] ~= '' then
+    redis.call('RPUSH', ADM .. ':children_ended', run_id)
+    code = 2
+  end
+  return code
 end
 -- A step's state ('pending' without a record) and whether a transition may happen from it:
 -- TRANSITIONS is proj/step_states.py's table. A refused transition is recorded, never applied.

@@ -26,7 +26,7 @@ from proj.registry.records import (
     StepWork,
     step_records_of,
 )
-from proj.registry.runs import RerunsMixin, ReusedOutput
+from proj.registry.runs import ChildrenMixin, ReusedOutput
 from proj.registry.steps import StepsMixin
 from proj.registry.validation import ValidationMixin
 from proj.registry.workers import WorkerBeat, WorkersMixin
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 
-class Registry(RerunsMixin, StepsMixin, ApprovalsMixin, EventsMixin, ValidationMixin, WorkersMixin, BudgetsMixin):
+class Registry(ChildrenMixin, StepsMixin, ApprovalsMixin, EventsMixin, ValidationMixin, WorkersMixin, BudgetsMixin):
     """Registry operations over one Redis connection pool.
 
     Example:

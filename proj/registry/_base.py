@@ -44,6 +44,7 @@ class RegistryBase:
         self._next_round = client.register_script(lua.NEXT_ROUND)
         self._open_map = client.register_script(lua.OPEN_MAP)
         self._finish_member = client.register_script(lua.FINISH_MEMBER)
+        self._link_child = client.register_script(lua.LINK_CHILD)
 
     def run_keys(self, run_id: str) -> RunKeys:
         return self.keys.run(run_id)

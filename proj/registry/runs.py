@@ -273,3 +273,19 @@ class RerunsMixin(RunsMixin):
                 pipe.xadd(original.events, {"type": "rerun", "run": run_id, "from_step": from_step, "at": at})
                 pipe.expire(original.events, ttl)
                 pipe.execute()
+
+
+class ChildrenMixin(RerunsMixin):
+    """Child runs (a step that runs a whole workflow): the links both ways and their ends."""
+
+    def link_parent(self, run_id: str, parent_run: str, parent_step: str) -> None:
+        """Before any step of child ``run_id`` is sent: whose step it is (so its end reaches it)."""
+        self.client.hset(self.run_keys(run_id).run, mapping={"parent_run": parent_run, "parent_step": parent_step})
+
+    def link_child(self, run_id: str, step: str, child_id: str) -> None:
+        """``step`` of ``run_id`` runs as child run ``child_id`` (running, unless it ended already)."""
+        self._link_child(keys=[self.run_keys(run_id).steps], args=[step, child_id])
+
+    def take_ended_children(self, batch: int = 100) -> list[str]:
+        """Child runs that ended and whose parent step was not yet settled (each taken once)."""
+        return list(self.client.lpop(self.keys.children_ended, batch) or [])
