@@ -16,7 +16,8 @@ redis.call('HSET', steps, step .. '.finished_at', at, step .. '.state', 'failed'
 redis.call('XADD', events, '*', 'type', 'step_failed', 'step', step, 'at', at, 'error', ARGV[3],
   'attempts', ARGV[5])
 count('steps_total|' .. ARGV[6] .. '|failed')
-redis.call('XADD', escalations, '*', 'run_id', redis.call('HGET', run, 'id'), 'step', step, 'error', ARGV[3],
+-- The escalation stream (dead letters) is global: capped, so years of failures do not pile up.
+redis.call('XADD', escalations, 'MAXLEN', '~', 100000, '*', 'run_id', redis.call('HGET', run, 'id'), 'step', step, 'error', ARGV[3],
   'traceback', ARGV[4], 'attempts', ARGV[5], 'context', results, 'at', at)
 if ARGV[7] and ARGV[7] ~= '' then
   return 1 + finish_run(ARGV[7], ARGV[3], ARGV[8], ARGV[9], at)
