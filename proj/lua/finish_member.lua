@@ -15,14 +15,7 @@ if ARGV[5] == 'store' then
     return {0, 0}
   end
   redis.call('HSET', results, member, result)
-  local fields = {member .. '.finished_at', at, member .. '.state', 'succeeded', member .. '.result_bytes',
-    string.len(result)}
-  local n_meta = tonumber(ARGV[6])
-  for i = 7, 6 + 2 * n_meta, 2 do
-    table.insert(fields, member .. '.' .. ARGV[i])
-    table.insert(fields, ARGV[i + 1])
-  end
-  redis.call('HSET', steps, unpack(fields))
+  record_success(member, at, result, 6)
 end
 local n = tonumber(ARGV[4])
 if redis.call('HINCRBY', steps, step .. '.members_done', 1) ~= n then

@@ -16,13 +16,7 @@ if redis.call('HSETNX', results, step, result) == 0 then
   redis.call('XADD', events, '*', 'type', 'step_result_discarded', 'step', step, 'at', at)
   return {0, 0}
 end
-local fields = {step .. '.finished_at', at, step .. '.state', 'succeeded', step .. '.result_bytes', string.len(result)}
-local n_meta = tonumber(ARGV[10])
-for i = 11, 10 + 2 * n_meta, 2 do
-  table.insert(fields, step .. '.' .. ARGV[i])
-  table.insert(fields, ARGV[i + 1])
-end
-redis.call('HSET', steps, unpack(fields))
+local after_meta = record_success(step, at, result, 10)
 -- A router's choice, read by the coordinator to skip the branches not taken.
 if ARGV[4] ~= '' then redis.call('HSET', approvals, step, 'route:' .. ARGV[4]) end
 if ARGV[5] ~= '' then merge_handoff(ARGV[5]) end
@@ -36,7 +30,7 @@ end
 -- follows the operator's retry or skip.
 local state = redis.call('HGET', run, 'state')
 local claimable = state == 'running' or state == 'waiting_approval'
-local i = 11 + 2 * n_meta
+local i = after_meta
 local sink = i > #ARGV
 local claimed, claim_fields = {}, {}
 while i <= #ARGV do

@@ -167,6 +167,19 @@ local function finish_run(state, err, ttl, idem_ttl, at, inline)
   end
   return code
 end
+-- A stored result's record, in one HSET: finished now, succeeded, its size, and the measures the
+-- worker sent: ARGV[n_index] pairs of field and value after it. Returns the ARGV index after them.
+local function record_success(step, at, result, n_index)
+  local fields = {step .. '.finished_at', at, step .. '.state', 'succeeded', step .. '.result_bytes',
+    string.len(result)}
+  local last = n_index + 2 * tonumber(ARGV[n_index])
+  for i = n_index + 1, last, 2 do
+    table.insert(fields, step .. '.' .. ARGV[i])
+    table.insert(fields, ARGV[i + 1])
+  end
+  redis.call('HSET', steps, unpack(fields))
+  return last + 1
+end
 -- A step's state ('pending' without a record) and whether a transition may happen from it:
 -- TRANSITIONS is proj/step_states.py's table. A refused transition is recorded, never applied.
 local function step_state(step)
