@@ -50,7 +50,7 @@ from coordinator.interfaces.problems import (
     problem_title,
     problem_type,
 )
-from coordinator.interfaces.runner import get_run, rerun, start
+from coordinator.interfaces.runner import Run, get_run, rerun, start
 from coordinator.observation.live import follow
 from coordinator.observation.metrics import RegistryCollector
 from coordinator.observation.roles import RoleView, role_views
@@ -374,6 +374,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Prometheus metrics of every worker (aggregated in Redis). Public: counts and durations only."""
         return PlainTextResponse(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
+    def tenant_of(auth: tuple[Identity, bytes]) -> str | None:
+        """Over HTTP the tenant is the token's name: a caller cannot spend another tenant's slots."""
+        return auth[0].name if TENANT_PATTERN.fullmatch(auth[0].name) else None
+
+    def started(run: Run) -> StartResponse:
+        base = settings.public_url.rstrip("/")
+        return StartResponse(run_id=run.id, state=run.status().state, status_url=f"{base}/workflows/{run.id}")
+
     @api.get("/healthz", response_model=Health, responses=_public_problems(503))
     def healthz() -> Health:
         """Liveness and Redis reachability."""
@@ -403,18 +411,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request: StartRequest = parse_and_spend(auth, StartRequest)
         # Only built-ins by name: a path from a client must never be read from disk.
         workflow = request.spec or builtin_workflow(str(request.workflow))
-        # Over HTTP the tenant is the token's name: a caller cannot spend another tenant's slots.
-        tenant = auth[0].name if TENANT_PATTERN.fullmatch(auth[0].name) else None
         run = start(
             workflow,
             input=request.input,
             idempotency_key=request.idempotency_key,
             budget=request.budget,
-            tenant=tenant,
+            tenant=tenant_of(auth),
             settings=settings,
         )
-        base = settings.public_url.rstrip("/")
-        return StartResponse(run_id=run.id, state=run.status().state, status_url=f"{base}/workflows/{run.id}")
+        return started(run)
 
     @api.get("/workflows/{run_id}", response_model=RunView, responses=_problems(404, s404="No such run."))
     def run_status(run_id: str, auth: tuple[Identity, bytes] = Depends(caller)) -> RunView:
@@ -467,17 +472,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         of the steps before it whose inputs did not change (no model call for them). Scope ``start``."""
         allow(auth, "start", "start runs")
         request: RerunRequest = parse_and_spend(auth, RerunRequest)
-        tenant = auth[0].name if TENANT_PATTERN.fullmatch(auth[0].name) else None
         run = rerun(
-            run_id,
-            request.from_step,
-            input=request.input,
-            params=request.params,
-            tenant=tenant,
+            run_id, request.from_step, input=request.input, params=request.params, tenant=tenant_of(auth),
             settings=settings,
-        )
-        base = settings.public_url.rstrip("/")
-        return StartResponse(run_id=run.id, state=run.status().state, status_url=f"{base}/workflows/{run.id}")
+        )  # fmt: skip
+        return started(run)
 
     @api.post(
         "/workflows/{run_id}/steps/{step}/retry",
