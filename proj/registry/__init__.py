@@ -15,6 +15,7 @@ from proj.connections import redis_client
 from proj.registry.approvals import ApprovalsMixin
 from proj.registry.budgets import BudgetsMixin
 from proj.registry.events import EventsMixin
+from proj.registry.lineage import ChildrenMixin, ReusedOutput
 from proj.registry.plans import SPEC_FIELD
 from proj.registry.records import (
     ADMITTED,
@@ -26,7 +27,6 @@ from proj.registry.records import (
     StepWork,
     step_records_of,
 )
-from proj.registry.runs import ChildrenMixin, ReusedOutput
 from proj.registry.steps import StepsMixin
 from proj.registry.validation import ValidationMixin
 from proj.registry.workers import WorkerBeat, WorkersMixin
