@@ -244,7 +244,7 @@ class SentinelGroup:
                 return int(address[1])
         return None
 
-    def wait_for_master(self, port: int, timeout_s: float = 30.0) -> None:
+    def wait_for_master(self, port: int, timeout_s: float = 60.0) -> None:
         """Until every Sentinel names ``port`` as the master and knows the other Sentinels and the
         replica, and the replica is in sync with it."""
         deadline = time.monotonic() + timeout_s
@@ -277,9 +277,10 @@ class SentinelGroup:
         others = len(self.sentinel_ports) - 1
         return int(fields.get("num-other-sentinels", 0)) >= others and int(fields.get("num-slaves", 0)) >= 1
 
-    def fail_over(self, timeout_s: float = 30.0) -> RedisServer:
+    def fail_over(self, timeout_s: float = 60.0) -> RedisServer:
         """SIGKILL the master, wait until the Sentinels promote the replica, then bring the old
-        master back (it rejoins as a replica). Returns the new master."""
+        master back (it rejoins as a replica). Returns the new master. The deadline is generous:
+        on a loaded machine the rejoined master took over 30 s to be reconfigured and in sync."""
         old, new = (self.master, self.replica)
         old.kill()
         deadline = time.monotonic() + timeout_s
